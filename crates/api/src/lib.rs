@@ -1,0 +1,1 @@
+//! hwameistor-api (placeholder, being written).

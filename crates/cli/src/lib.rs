@@ -1,0 +1,1 @@
+//! hwameistor-cli (placeholder, being written).

@@ -1,0 +1,1 @@
+//! hwameistor-csi (placeholder, being written).

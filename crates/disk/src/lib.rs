@@ -1,0 +1,1 @@
+//! hwameistor-disk (placeholder, being written).

@@ -1,0 +1,1 @@
+//! hwameistor-engine (placeholder, being written).

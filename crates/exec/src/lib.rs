@@ -1,0 +1,1 @@
+//! hwameistor-exec (placeholder, being written).

@@ -1,0 +1,1 @@
+//! hwameistor-http (placeholder, being written).

@@ -1,0 +1,1 @@
+//! hwameistor-store (placeholder, being written).
