@@ -1,0 +1,410 @@
+//! hwameistor-vmtests: what a tier-2 test can rely on inside the qemu guest.
+//!
+//! Tier 2 is the kernel tier: tests that need device-mapper (LVM2, dm-crypt),
+//! DRBD or emulated disk hardware, none of which the build host has. The
+//! harness in `tests/vm/` (see its README.md) boots a real Debian kernel under
+//! qemu for each test binary, shares the host root read-only, attaches a fresh
+//! **standard disk set** and runs the binary inside. The guest describes itself
+//! to the test through environment variables; this crate turns them into a
+//! typed [`Guest`] so tests do not guess device names:
+//!
+//! | [`DiskKind`] | qemu device | serial | kernel view |
+//! | --- | --- | --- | --- |
+//! | `Virtio` | `virtio-blk-pci` | `HWVIRTIO0` | `/dev/vdX`, rotational 1, bus virtio |
+//! | `Virtio2` | `virtio-blk-pci` | `HWVIRTIO1` | second virtio disk (striping, pool extension) |
+//! | `Hdd` | `scsi-hd` on virtio-scsi, `rotation_rate=7200` | `HWHDD0`, wwn `0x5000c50000000001` | `/dev/sdX`, rotational 1 |
+//! | `Ssd` | `scsi-hd` on virtio-scsi, `rotation_rate=1` | `HWSSD0`, wwn `0x5000c50000000002` | `/dev/sdX`, rotational 0 |
+//! | `Nvme` | `nvme` | `HWNVME0` | `/dev/nvmeXn1`, rotational 0 |
+//!
+//! Every disk is an empty sparse image of `VM_DISK_SIZE` bytes (1 GiB), new for
+//! each guest. In two-guest mode ([`Role::A`]/[`Role::B`]) both guests have
+//! the full set and share one private network link.
+//!
+//! Use it as a dev-dependency (`hwameistor-vmtests.workspace = true`) and start
+//! each tier-2 test with `let guest = Guest::from_env().expect("tier 2 guest");`,
+//! which fails loudly outside the guest.
+
+use std::path::PathBuf;
+
+/// Errors reading the guest environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `VM_GUEST` is not `1`: the test runs on the host, not in the tier-2 guest.
+    #[error(
+        "not inside the tier-2 guest (VM_GUEST={found:?}); run via tests/vm/cargo-runner.sh or tests/vm/run-tier2.sh"
+    )]
+    NotInGuest {
+        /// What `VM_GUEST` held, if anything.
+        found: Option<String>,
+    },
+    /// A variable the harness always sets is missing.
+    #[error("guest environment variable {name} is not set")]
+    Missing {
+        /// Variable name.
+        name: String,
+    },
+    /// A variable holds something the harness never writes.
+    #[error("guest environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: String,
+        /// Its value.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `1` inside the guest.
+pub const ENV_GUEST: &str = "VM_GUEST";
+/// `single`, `a` or `b`.
+pub const ENV_ROLE: &str = "VM_ROLE";
+/// Kernel hostname of this guest (`hwvm`, `hwvm-a`, `hwvm-b`).
+pub const ENV_HOSTNAME: &str = "VM_HOSTNAME";
+/// Hostname of the other guest (pair mode only).
+pub const ENV_PEER_HOSTNAME: &str = "VM_PEER_HOSTNAME";
+/// This guest's IPv4 address on the private link, /24 (pair mode only).
+pub const ENV_IP: &str = "VM_IP";
+/// The other guest's IPv4 address (pair mode only).
+pub const ENV_PEER_IP: &str = "VM_PEER_IP";
+/// Network interface carrying `VM_IP` (pair mode only).
+pub const ENV_NIC: &str = "VM_NIC";
+/// Size in bytes of every disk of the standard set.
+pub const ENV_DISK_SIZE: &str = "VM_DISK_SIZE";
+/// Space-separated kernel device paths of the whole standard set.
+pub const ENV_DISKS: &str = "VM_DISKS";
+
+/// Interconnect of an emulated disk, as the guest kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// virtio-blk (`/sys/bus/virtio`).
+    Virtio,
+    /// SCSI (here: virtio-scsi host adapter, `/sys/bus/scsi`).
+    Scsi,
+    /// NVMe (`/sys/class/nvme`).
+    Nvme,
+}
+
+/// One disk of the standard disk set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiskKind {
+    /// First virtio-blk disk.
+    Virtio,
+    /// Second virtio-blk disk.
+    Virtio2,
+    /// Spinning SCSI disk (7200 rpm).
+    Hdd,
+    /// Solid-state SCSI disk.
+    Ssd,
+    /// NVMe namespace.
+    Nvme,
+}
+
+impl DiskKind {
+    /// The whole standard set, in a fixed order.
+    pub const ALL: [DiskKind; 5] = [
+        DiskKind::Virtio,
+        DiskKind::Virtio2,
+        DiskKind::Hdd,
+        DiskKind::Ssd,
+        DiskKind::Nvme,
+    ];
+
+    /// Key in the environment: `VM_DISK_<KEY>`, `VM_DISK_<KEY>_SERIAL`, ...
+    pub fn env_key(self) -> &'static str {
+        match self {
+            DiskKind::Virtio => "VIRTIO",
+            DiskKind::Virtio2 => "VIRTIO2",
+            DiskKind::Hdd => "HDD",
+            DiskKind::Ssd => "SSD",
+            DiskKind::Nvme => "NVME",
+        }
+    }
+
+    /// Serial number the harness gives this disk.
+    pub fn serial(self) -> &'static str {
+        match self {
+            DiskKind::Virtio => "HWVIRTIO0",
+            DiskKind::Virtio2 => "HWVIRTIO1",
+            DiskKind::Hdd => "HWHDD0",
+            DiskKind::Ssd => "HWSSD0",
+            DiskKind::Nvme => "HWNVME0",
+        }
+    }
+
+    /// World wide name (SCSI disks only), as qemu's `wwn=` property.
+    pub fn wwn(self) -> Option<u64> {
+        match self {
+            DiskKind::Hdd => Some(0x5000_c500_0000_0001),
+            DiskKind::Ssd => Some(0x5000_c500_0000_0002),
+            _ => None,
+        }
+    }
+
+    /// What `/sys/block/<dev>/queue/rotational` reads in the guest.
+    /// virtio-blk does not report a medium type, so the kernel keeps its
+    /// default (rotational).
+    pub fn rotational(self) -> bool {
+        matches!(self, DiskKind::Virtio | DiskKind::Virtio2 | DiskKind::Hdd)
+    }
+
+    /// How the disk is attached.
+    pub fn transport(self) -> Transport {
+        match self {
+            DiskKind::Virtio | DiskKind::Virtio2 => Transport::Virtio,
+            DiskKind::Hdd | DiskKind::Ssd => Transport::Scsi,
+            DiskKind::Nvme => Transport::Nvme,
+        }
+    }
+}
+
+/// A disk of the standard set as found in this guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestDisk {
+    /// Which disk.
+    pub kind: DiskKind,
+    /// Kernel device node, e.g. `/dev/sdb` (found by serial, not by order).
+    pub dev: PathBuf,
+    /// Stable udev link (`/dev/disk/by-id/virtio-…`, `wwn-…`, `nvme-QEMU…`).
+    pub by_id: Option<PathBuf>,
+    /// Serial number.
+    pub serial: String,
+}
+
+/// Which guest this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The only guest (`cargo-runner.sh`).
+    Single,
+    /// First guest of a pair (`run-pair.sh`); listens on the link socket.
+    A,
+    /// Second guest of a pair.
+    B,
+}
+
+/// Network of a two-guest run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairNet {
+    /// Other guest's hostname.
+    pub peer_hostname: String,
+    /// This guest's IPv4 address.
+    pub ip: std::net::Ipv4Addr,
+    /// The other guest's IPv4 address.
+    pub peer_ip: std::net::Ipv4Addr,
+    /// Interface carrying `ip`.
+    pub nic: String,
+}
+
+/// The tier-2 guest as its environment describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// Single guest or one of a pair.
+    pub role: Role,
+    /// Kernel hostname.
+    pub hostname: String,
+    /// Size in bytes of each disk of the standard set.
+    pub disk_size: u64,
+    /// The standard disk set, in [`DiskKind::ALL`] order.
+    pub disks: Vec<GuestDisk>,
+    /// Pair network (roles A and B only).
+    pub pair: Option<PairNet>,
+}
+
+impl Guest {
+    /// Reads the process environment; fails unless `VM_GUEST=1`.
+    pub fn from_env() -> Result<Guest> {
+        Guest::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the guest description from any variable lookup (tests feed a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Guest> {
+        let guest = lookup(ENV_GUEST);
+        if guest.as_deref() != Some("1") {
+            return Err(Error::NotInGuest { found: guest });
+        }
+        let need = |name: &str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::Missing { name: name.into() })
+        };
+        let invalid = |name: &str, value: String, reason| Error::Invalid {
+            name: name.into(),
+            value,
+            reason,
+        };
+        let role = match need(ENV_ROLE)?.as_str() {
+            "single" => Role::Single,
+            "a" => Role::A,
+            "b" => Role::B,
+            other => {
+                return Err(invalid(ENV_ROLE, other.into(), "expected single, a or b"));
+            }
+        };
+        let hostname = need(ENV_HOSTNAME)?;
+        let size = need(ENV_DISK_SIZE)?;
+        let disk_size = size
+            .parse::<u64>()
+            .map_err(|_| invalid(ENV_DISK_SIZE, size.clone(), "expected bytes"))?;
+        let mut disks = Vec::with_capacity(DiskKind::ALL.len());
+        for kind in DiskKind::ALL {
+            let var = format!("VM_DISK_{}", kind.env_key());
+            let dev = need(&var)?;
+            if !dev.starts_with("/dev/") {
+                return Err(invalid(&var, dev, "expected a /dev path"));
+            }
+            let serial = need(&format!("{var}_SERIAL"))?;
+            let by_id = lookup(&format!("{var}_BYID"))
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+            disks.push(GuestDisk {
+                kind,
+                dev: PathBuf::from(dev),
+                by_id,
+                serial,
+            });
+        }
+        let pair = match role {
+            Role::Single => None,
+            Role::A | Role::B => {
+                let ip_of = |name: &str| -> Result<std::net::Ipv4Addr> {
+                    let v = need(name)?;
+                    v.parse()
+                        .map_err(|_| invalid(name, v.clone(), "expected an IPv4 address"))
+                };
+                Some(PairNet {
+                    peer_hostname: need(ENV_PEER_HOSTNAME)?,
+                    ip: ip_of(ENV_IP)?,
+                    peer_ip: ip_of(ENV_PEER_IP)?,
+                    nic: need(ENV_NIC)?,
+                })
+            }
+        };
+        Ok(Guest {
+            role,
+            hostname,
+            disk_size,
+            disks,
+            pair,
+        })
+    }
+
+    /// The disk of the given kind.
+    pub fn disk(&self, kind: DiskKind) -> &GuestDisk {
+        self.disks
+            .iter()
+            .find(|d| d.kind == kind)
+            .expect("from_lookup fills every DiskKind")
+    }
+
+    /// The pair network; `None` for a single guest.
+    pub fn pair(&self) -> Option<&PairNet> {
+        self.pair.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn single_env() -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = [
+            ("VM_GUEST", "1"),
+            ("VM_ROLE", "single"),
+            ("VM_HOSTNAME", "hwvm"),
+            ("VM_DISK_SIZE", "1073741824"),
+            ("VM_DISK_VIRTIO", "/dev/vda"),
+            ("VM_DISK_VIRTIO_BYID", "/dev/disk/by-id/virtio-HWVIRTIO0"),
+            ("VM_DISK_VIRTIO2", "/dev/vdb"),
+            ("VM_DISK_VIRTIO2_BYID", ""),
+            ("VM_DISK_HDD", "/dev/sdb"),
+            ("VM_DISK_SSD", "/dev/sda"),
+            ("VM_DISK_NVME", "/dev/nvme0n1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for k in DiskKind::ALL {
+            m.insert(format!("VM_DISK_{}_SERIAL", k.env_key()), k.serial().into());
+        }
+        m
+    }
+
+    fn parse(m: &HashMap<String, String>) -> Result<Guest> {
+        Guest::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn parses_single_guest() {
+        let g = parse(&single_env()).unwrap();
+        assert_eq!(g.role, Role::Single);
+        assert_eq!(g.disk_size, 1 << 30);
+        assert_eq!(g.disk(DiskKind::Hdd).dev, PathBuf::from("/dev/sdb"));
+        assert_eq!(g.disk(DiskKind::Ssd).serial, "HWSSD0");
+        assert_eq!(
+            g.disk(DiskKind::Virtio).by_id.as_deref(),
+            Some(std::path::Path::new("/dev/disk/by-id/virtio-HWVIRTIO0"))
+        );
+        assert_eq!(g.disk(DiskKind::Virtio2).by_id, None, "empty means no link");
+        assert!(g.pair().is_none());
+    }
+
+    #[test]
+    fn refuses_outside_guest() {
+        let mut m = single_env();
+        m.remove("VM_GUEST");
+        assert!(matches!(parse(&m), Err(Error::NotInGuest { found: None })));
+        m.insert("VM_GUEST".into(), "0".into());
+        assert!(matches!(parse(&m), Err(Error::NotInGuest { found: Some(v) }) if v == "0"));
+    }
+
+    #[test]
+    fn reports_missing_and_invalid_vars() {
+        let mut m = single_env();
+        m.remove("VM_DISK_NVME");
+        assert!(matches!(parse(&m), Err(Error::Missing { name }) if name == "VM_DISK_NVME"));
+        let mut m = single_env();
+        m.insert("VM_DISK_HDD".into(), "sdb".into());
+        assert!(matches!(parse(&m), Err(Error::Invalid { name, .. }) if name == "VM_DISK_HDD"));
+        let mut m = single_env();
+        m.insert("VM_ROLE".into(), "c".into());
+        assert!(matches!(parse(&m), Err(Error::Invalid { name, .. }) if name == "VM_ROLE"));
+    }
+
+    #[test]
+    fn parses_pair_guest() {
+        let mut m = single_env();
+        for (k, v) in [
+            ("VM_ROLE", "b"),
+            ("VM_HOSTNAME", "hwvm-b"),
+            ("VM_PEER_HOSTNAME", "hwvm-a"),
+            ("VM_IP", "10.99.0.2"),
+            ("VM_PEER_IP", "10.99.0.1"),
+            ("VM_NIC", "enp0s14"),
+        ] {
+            m.insert(k.into(), v.into());
+        }
+        let g = parse(&m).unwrap();
+        assert_eq!(g.role, Role::B);
+        let p = g.pair().unwrap();
+        assert_eq!(p.peer_ip, std::net::Ipv4Addr::new(10, 99, 0, 1));
+        assert_eq!(p.peer_hostname, "hwvm-a");
+        m.insert("VM_PEER_IP".into(), "10.99.0".into());
+        assert!(matches!(parse(&m), Err(Error::Invalid { name, .. }) if name == "VM_PEER_IP"));
+    }
+
+    #[test]
+    fn disk_kinds_are_consistent() {
+        assert_eq!(DiskKind::Hdd.transport(), Transport::Scsi);
+        assert!(DiskKind::Hdd.rotational());
+        assert!(!DiskKind::Ssd.rotational());
+        assert!(!DiskKind::Nvme.rotational());
+        assert_eq!(DiskKind::Nvme.wwn(), None);
+        let serials: std::collections::HashSet<_> =
+            DiskKind::ALL.iter().map(|k| k.serial()).collect();
+        assert_eq!(serials.len(), DiskKind::ALL.len(), "serials are unique");
+    }
+}
