@@ -12,6 +12,13 @@
 set -u
 RUN=${1:?run dir}
 : > "$RUN/guest.started"
+T0=$EPOCHREALTIME
+lap() { # lap NAME: remember how long the step since the last lap took
+  local now=$EPOCHREALTIME
+  LAPS+="$1=$(awk -v a="$now" -v b="${TL:-$T0}" 'BEGIN{printf "%.1f", a-b}')s "
+  TL=$now
+}
+LAPS=""
 fail() {
   echo "guest-init: $*" >&2
   echo 125 > "$RUN/guest.rc"
@@ -26,53 +33,56 @@ export HOME=/tmp
 
 # shellcheck disable=SC2086
 modprobe -a $VM_MODULES || fail "modprobe $VM_MODULES failed"
+lap modules
 
 if command -v udevadm > /dev/null; then
   udevadm trigger --action=add --subsystem-match=block > /dev/null 2>&1
   udevadm settle --timeout=60 || echo "guest-init: udevadm settle timed out" >&2
 fi
+lap udev
 
-# Disk discovery by serial: sysfs only, no guessing on kernel names.
-trim() { tr -d '\000' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//'; }
-disk_serial() { # disk_serial NAME -> serial as the kernel reports it
-  local n=$1
-  if [ -r "/sys/block/$n/serial" ]; then # virtio-blk
-    trim < "/sys/block/$n/serial"
-  elif [ -r "/sys/block/$n/device/serial" ]; then # nvme controller
-    trim < "/sys/block/$n/device/serial"
-  elif [ -r "/sys/block/$n/device/vpd_pg80" ]; then # SCSI unit serial VPD page
-    tail -c +5 "/sys/block/$n/device/vpd_pg80" | trim
-  fi
-}
-declare -A BY_SERIAL=()
+# Disk discovery: sysfs only, no guessing on kernel names (sd* order varies
+# from boot to boot). virtio-blk and NVMe by serial, SCSI by WWN (the serial
+# sits in the binary VPD page 80; tier2_disks checks it). Builtins only:
+# every fork costs ~50 ms under TCG.
+declare -A BY_ID=()
 for p in /sys/block/*; do
   n=${p##*/}
-  case $n in loop* | ram* | dm-* | drbd* | md* | sr* | zram*) continue ;; esac
-  s=$(disk_serial "$n")
-  [ -n "$s" ] && BY_SERIAL[$s]=$n
+  v=""
+  case $n in
+    vd*) read -r v < "$p/serial" ;;
+    nvme*) read -r v < "$p/device/serial" ;;
+    sd*) read -r v < "$p/device/wwid" ;;
+    *) continue ;;
+  esac 2> /dev/null
+  [ -n "$v" ] && BY_ID[$v]=$n
 done
 all=()
 for key in $VM_DISK_KEYS_LIST; do
   ser_var=VM_DISK_${key}_SERIAL
+  wwn_var=VM_DISK_${key}_WWN
   ser=${!ser_var}
-  n=${BY_SERIAL[$ser]:-}
-  [ -n "$n" ] || fail "disk $key (serial $ser) not found; have: ${!BY_SERIAL[*]}"
+  wwn=${!wwn_var:-}
+  if [ -n "$wwn" ]; then
+    id=naa.${wwn#0x}
+    link=/dev/disk/by-id/wwn-$wwn
+  else
+    id=$ser
+    case $key in
+      NVME*) link=/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_$ser ;;
+      *) link=/dev/disk/by-id/virtio-$ser ;;
+    esac
+  fi
+  n=${BY_ID[$id]:-}
+  [ -n "$n" ] || fail "disk $key ($id) not found; have: ${!BY_ID[*]}"
   export "VM_DISK_$key=/dev/$n"
   all+=("/dev/$n")
-  # the stable udev name, if udev made one (it does in the standard set)
-  byid=""
-  for l in /dev/disk/by-id/*; do
-    [ -L "$l" ] || continue
-    case $l in *-part*) continue ;; esac
-    if [ "$(readlink -f "$l")" = "/dev/$n" ]; then
-      case ${l##*/} in
-        virtio-* | wwn-* | nvme-QEMU*) byid=$l; break ;;
-      esac
-    fi
-  done
-  export "VM_DISK_${key}_BYID=$byid"
+  # the stable udev link (udev runs in the guest)
+  [ "$(readlink -f "$link")" = "/dev/$n" ] || link=""
+  export "VM_DISK_${key}_BYID=$link"
 done
 export VM_DISKS="${all[*]}"
+lap disks
 
 ip link set lo up 2> /dev/null
 if [ -n "${VM_IP:-}" ]; then
@@ -83,6 +93,8 @@ if [ -n "${VM_IP:-}" ]; then
   export VM_NIC
 fi
 
+lap net
+echo "guest-init: $(uname -r) $(hostname) ${LAPS}" >&2
 if [ "${VM_TEST_DEBUG_ENV:-0}" = 1 ]; then
   env | grep -E '^VM_' | sort >&2
 fi
