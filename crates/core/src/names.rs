@@ -13,11 +13,23 @@ pub enum NameError {
     #[error("{what} name is empty")]
     Empty { what: &'static str },
     #[error("{what} name {name:?} is longer than {max} bytes")]
-    TooLong { what: &'static str, name: String, max: usize },
+    TooLong {
+        what: &'static str,
+        name: String,
+        max: usize,
+    },
     #[error("{what} name {name:?} must not start with {first:?}")]
-    BadStart { what: &'static str, name: String, first: char },
+    BadStart {
+        what: &'static str,
+        name: String,
+        first: char,
+    },
     #[error("{what} name {name:?} contains {bad:?}; allowed: A-Z a-z 0-9 - _ .")]
-    BadChar { what: &'static str, name: String, bad: char },
+    BadChar {
+        what: &'static str,
+        name: String,
+        bad: char,
+    },
 }
 
 /// Maximum length of a volume, pool or snapshot name.
@@ -30,17 +42,29 @@ pub fn validate(what: &'static str, name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { what });
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(NameError::TooLong { what, name: name.to_owned(), max: MAX_NAME_BYTES });
+        return Err(NameError::TooLong {
+            what,
+            name: name.to_owned(),
+            max: MAX_NAME_BYTES,
+        });
     }
     let first = name.chars().next().unwrap_or('-');
     if first == '-' || first == '.' {
-        return Err(NameError::BadStart { what, name: name.to_owned(), first });
+        return Err(NameError::BadStart {
+            what,
+            name: name.to_owned(),
+            first,
+        });
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(NameError::BadChar { what, name: name.to_owned(), bad });
+        return Err(NameError::BadChar {
+            what,
+            name: name.to_owned(),
+            bad,
+        });
     }
     Ok(())
 }
@@ -58,11 +82,29 @@ mod tests {
 
     #[test]
     fn refuses_option_like_path_like_and_empty_names() {
-        assert!(matches!(validate("volume", ""), Err(NameError::Empty { .. })));
-        assert!(matches!(validate("volume", "-rf"), Err(NameError::BadStart { .. })));
-        assert!(matches!(validate("volume", ".."), Err(NameError::BadStart { .. })));
-        assert!(matches!(validate("volume", "a/b"), Err(NameError::BadChar { bad: '/', .. })));
-        assert!(matches!(validate("volume", "a b"), Err(NameError::BadChar { bad: ' ', .. })));
-        assert!(matches!(validate("volume", &"x".repeat(128)), Err(NameError::TooLong { .. })));
+        assert!(matches!(
+            validate("volume", ""),
+            Err(NameError::Empty { .. })
+        ));
+        assert!(matches!(
+            validate("volume", "-rf"),
+            Err(NameError::BadStart { .. })
+        ));
+        assert!(matches!(
+            validate("volume", ".."),
+            Err(NameError::BadStart { .. })
+        ));
+        assert!(matches!(
+            validate("volume", "a/b"),
+            Err(NameError::BadChar { bad: '/', .. })
+        ));
+        assert!(matches!(
+            validate("volume", "a b"),
+            Err(NameError::BadChar { bad: ' ', .. })
+        ));
+        assert!(matches!(
+            validate("volume", &"x".repeat(128)),
+            Err(NameError::TooLong { .. })
+        ));
     }
 }
