@@ -15,6 +15,7 @@
 
 pub mod disk;
 pub mod names;
+pub mod params;
 pub mod placement;
 pub mod types;
 pub mod volume;
