@@ -1,1 +1,294 @@
-//! hwameistor-disk (placeholder, being written).
+//! # hwameistor-disk — finding, naming and checking the disks of a node
+//!
+//! The Local Disk Manager's node side. A node has block devices; some are data disks we may
+//! use, most of the rest are off limits (the system disk, disks with data, virtual devices).
+//! This crate gathers the facts, and `hwameistor_core::disk` decides:
+//!
+//! 1. **Enumerate** whole disks from sysfs ([`sysfs`]): `/sys/class/block/*` without a
+//!    `partition` attribute. The udev database (`/run/udev/data/b<maj>:<min>`) adds by-id /
+//!    by-path links and fills identity gaps when it exists; we never depend on udevd.
+//! 2. **Probe** signatures with `blkid -p -o export` on the disk and each partition
+//!    ([`probe`]): partition table, filesystem, LVM label (`LVM2_member`), LUKS
+//!    (`crypto_LUKS`), swap. Mounts come from `/proc/self/mountinfo` (by device number and
+//!    source, through partitions and dm/md holders), swap from `/proc/swaps`.
+//! 3. **Decide** with `hwameistor_core::disk`: skip virtual devices (loop only with
+//!    [`DiscoveryConfig::include_loop`]), type HDD/SSD/NVMe, name `localdisk-<md5>`, hazards.
+//! 4. **Follow changes**: kernel uevents over netlink ([`uevent`], the safe `nix` socket API)
+//!    plus a cheap sysfs fingerprint ([`DiscoverySource::fingerprint`]) that the node loop
+//!    polls every second, so a disk plugged in or pulled out is seen within 2 s even where
+//!    uevents do not reach us (e.g. a container in another network namespace).
+//! 5. **SMART** with `smartctl --all --json` ([`smart`]), tolerant of its exit-code bitmask.
+//!
+//! The reconcilers that turn [`DiscoveredDisk`]s into LocalDisk objects live in
+//! `hwameistor_controllers::disk`; they take any [`DiscoverySource`], so they are tested with
+//! a fake one. Every command runs through `hwameistor_exec::Runner`.
+
+pub mod probe;
+pub mod smart;
+pub mod sysfs;
+pub mod uevent;
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use hwameistor_api::disk::{DiskAttributes, FileSystemInfo, PartitionInfo};
+use hwameistor_core::disk::{
+    BlockDevice, DeviceFilter, DiskIdentity, Hazard, PartitionEntry, classify_type, disk_identity,
+    hazards, is_system_disk, partition_info, should_manage,
+};
+use hwameistor_core::types::DiskType;
+use hwameistor_exec::SharedRunner;
+
+pub use probe::Signatures;
+pub use smart::SmartReport;
+pub use sysfs::Roots;
+
+/// Errors of disk discovery.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot parse {what}: {detail}")]
+    Parse { what: String, detail: String },
+    #[error(transparent)]
+    Exec(#[from] hwameistor_exec::Error),
+    #[error("uevent netlink socket: {op} failed: {source}")]
+    Netlink {
+        op: &'static str,
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Settings of discovery on one node.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// This node's name (part of some identities, and of every LocalDisk).
+    pub node_name: String,
+    pub roots: Roots,
+    /// Report loop devices that have a backing file (tests, standalone demo).
+    pub include_loop: bool,
+}
+
+impl DiscoveryConfig {
+    pub fn new(node_name: impl Into<String>) -> Self {
+        DiscoveryConfig {
+            node_name: node_name.into(),
+            roots: Roots::default(),
+            include_loop: false,
+        }
+    }
+}
+
+/// A disk found on this node, with every decision about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredDisk {
+    pub device: BlockDevice,
+    pub identity: DiskIdentity,
+    pub disk_type: DiskType,
+    pub hazards: Vec<Hazard>,
+    /// Holds root, /boot or swap: reserved when first seen.
+    pub system: bool,
+    pub partitions: Vec<PartitionEntry>,
+}
+
+impl DiscoveredDisk {
+    /// Build from gathered facts (pure).
+    pub fn from_device(device: BlockDevice, node: &str) -> Option<Self> {
+        let identity = disk_identity(&device, node)?;
+        let hz = hazards(&device);
+        Some(DiscoveredDisk {
+            disk_type: classify_type(&device),
+            system: is_system_disk(&hz),
+            partitions: partition_info(&device),
+            hazards: hz,
+            identity,
+            device,
+        })
+    }
+
+    /// "partitioned" in the original's sense: not free for use.
+    pub fn partitioned(&self) -> bool {
+        !self.hazards.is_empty()
+    }
+
+    /// `spec.diskAttributes` of the LocalDisk.
+    pub fn attributes(&self) -> DiskAttributes {
+        let d = &self.device;
+        DiskAttributes {
+            disk_type: Some(self.disk_type),
+            dev_type: d.dev_type(),
+            vendor: d.vendor.clone().unwrap_or_default(),
+            product: d.model.clone().unwrap_or_default(),
+            pci_vendor_id: String::new(),
+            model_name: d.model.clone().unwrap_or_default(),
+            serial_number: d.serial.clone().unwrap_or_default(),
+            form_factor: String::new(),
+            rotation_rate: match (d.rotation_rate, d.rotational) {
+                (Some(r), _) => r as i64,
+                (None, Some(false)) => 1,
+                _ => 0,
+            },
+            protocol: d.bus.clone().unwrap_or_default(),
+        }
+    }
+
+    /// `spec.partitionInfo` of the LocalDisk.
+    pub fn partition_info(&self) -> Vec<PartitionInfo> {
+        self.partitions
+            .iter()
+            .map(|p| PartitionInfo {
+                path: p.path.clone(),
+                has_file_system: p.has_file_system,
+                filesystem: (!p.fs_type.is_empty() || !p.mount_point.is_empty()).then(|| {
+                    FileSystemInfo {
+                        fs_type: p.fs_type.clone(),
+                        mount_point: p.mount_point.clone(),
+                    }
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Where the node loop gets its disks from: the host ([`Discoverer`]) or a fake in tests.
+#[async_trait]
+pub trait DiscoverySource: Send + Sync + Debug {
+    /// Every manageable disk present now, fully probed.
+    async fn scan(&self) -> Result<Vec<DiscoveredDisk>>;
+    /// A cheap value that changes whenever disks come, go, resize or re-partition.
+    fn fingerprint(&self) -> Result<String>;
+    /// SMART report of one disk.
+    async fn smart(&self, dev_path: &str) -> Result<SmartReport>;
+}
+
+/// Discovery on the real host.
+#[derive(Debug, Clone)]
+pub struct Discoverer {
+    pub config: DiscoveryConfig,
+    runner: SharedRunner,
+}
+
+impl Discoverer {
+    pub fn new(config: DiscoveryConfig, runner: SharedRunner) -> Self {
+        Discoverer { config, runner }
+    }
+
+    fn read_proc(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.config.roots.proc.join(rel)).unwrap_or_default()
+    }
+
+    /// Gather and probe one whole disk (no manage/skip decision).
+    pub async fn probe_device(&self, name: &str) -> Result<BlockDevice> {
+        let roots = &self.config.roots;
+        let mut dev = sysfs::read_device(roots, name)?;
+        let sig = probe::probe_signatures(self.runner.as_ref(), &dev.dev_path).await?;
+        dev.partition_table = sig.partition_table;
+        dev.fs_type = sig.fs_type;
+        for p in &mut dev.partitions {
+            match probe::probe_signatures(self.runner.as_ref(), &p.path).await {
+                Ok(s) => p.fs_type = s.fs_type,
+                Err(e) => {
+                    tracing::debug!(partition = %p.path, error = %e, "partition probe failed")
+                }
+            }
+        }
+        // mounts and swap through the disk, its partitions and everything stacked on them
+        let desc = sysfs::descendants(roots, name);
+        let mut numbers: BTreeSet<(u32, u32)> = desc.iter().map(|d| (d.major, d.minor)).collect();
+        numbers.insert((dev.major, dev.minor));
+        let mut paths: BTreeSet<String> = desc.iter().map(|d| format!("/dev/{}", d.name)).collect();
+        paths.insert(dev.dev_path.clone());
+        let mounts = probe::parse_mountinfo(&self.read_proc("self/mountinfo"));
+        for m in &mounts {
+            if numbers.contains(&(m.major, m.minor)) || paths.contains(&m.source) {
+                if !dev.mount_points.contains(&m.mount_point) {
+                    dev.mount_points.push(m.mount_point.clone());
+                }
+                if let Some(p) = dev.partitions.iter_mut().find(|p| {
+                    p.path == m.source || {
+                        let pn = p.path.trim_start_matches("/dev/");
+                        desc.iter()
+                            .any(|d| d.name == pn && (d.major, d.minor) == (m.major, m.minor))
+                    }
+                }) && p.mount_point.is_none()
+                {
+                    p.mount_point = Some(m.mount_point.clone());
+                }
+            }
+        }
+        for sw in probe::parse_swaps(&self.read_proc("swaps")) {
+            let hit = paths.contains(&sw)
+                || nix::sys::stat::stat(sw.as_str()).ok().is_some_and(|st| {
+                    let (ma, mi) = (
+                        nix::sys::stat::major(st.st_rdev) as u32,
+                        nix::sys::stat::minor(st.st_rdev) as u32,
+                    );
+                    (st.st_mode & libc_s_ifmt()) == libc_s_ifblk() && numbers.contains(&(ma, mi))
+                });
+            if hit {
+                dev.swap = true;
+            }
+        }
+        Ok(dev)
+    }
+}
+
+const fn libc_s_ifmt() -> u32 {
+    0o170000
+}
+const fn libc_s_ifblk() -> u32 {
+    0o060000
+}
+
+#[async_trait]
+impl DiscoverySource for Discoverer {
+    async fn scan(&self) -> Result<Vec<DiscoveredDisk>> {
+        let filter = DeviceFilter {
+            include_loop: self.config.include_loop,
+        };
+        let mut out = Vec::new();
+        for name in sysfs::list_disks(&self.config.roots)? {
+            // cheap sysfs read first: skip what we never manage before probing it
+            let facts = match sysfs::read_device(&self.config.roots, &name) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(device = %name, error = %e, "device vanished while scanning");
+                    continue;
+                }
+            };
+            if let Err(why) = should_manage(&facts, filter) {
+                tracing::trace!(device = %name, %why, "skipped");
+                continue;
+            }
+            let dev = match self.probe_device(&name).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(device = %name, error = %e, "probe failed; disk skipped this round");
+                    continue;
+                }
+            };
+            match DiscoveredDisk::from_device(dev, &self.config.node_name) {
+                Some(d) => out.push(d),
+                None => tracing::debug!(device = %name, "no stable identity; not managed"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn fingerprint(&self) -> Result<String> {
+        sysfs::fingerprint(&self.config.roots)
+    }
+
+    async fn smart(&self, dev_path: &str) -> Result<SmartReport> {
+        smart::check(self.runner.as_ref(), dev_path, None).await
+    }
+}
