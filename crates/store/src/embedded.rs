@@ -1,0 +1,1010 @@
+//! [`EmbeddedStore`]: the store in one redb database file, for the single-node standalone
+//! mode and for tests.
+//!
+//! # Layout
+//!
+//! Three tables:
+//!
+//! - `objects`: key `"<apiVersion>/<kind>\0<namespace>\0<name>"` (namespace empty for
+//!   cluster-scoped objects), value the object as JSON.
+//! - `events`: key the resourceVersion (`u64`) of a change, value a JSON record of the change
+//!   (kind, namespace, type, object after the change, labels before it). This is the watch
+//!   history; it is bounded ([`EmbeddedOptions::history`]) and, being in the file, survives
+//!   restarts, so a watcher may resume across a restart of the process.
+//! - `meta`: `resource_version` (the last assigned version, one global counter starting at 1)
+//!   and `compacted` (every change at or below it has been dropped from `events`; a watch from
+//!   an older version is [`Error::Gone`]).
+//!
+//! Every write is one redb write transaction (redb serializes writers), so the object, its
+//! event and the counter change atomically. After commit the new version is published on a
+//! `tokio::sync::watch` channel; watch streams wake up and read the `events` table from their
+//! position, so a slow watcher never loses events (it only falls behind, and gets `Gone`
+//! once it falls out of the retained history). Database work runs on tokio's blocking pool.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::core::{Selector, SelectorExt};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::patch::{finalizers, labels, merge_patch, meta_str, metadata_mut, spec_part};
+use crate::{BackendError, Deletion, Error, Event, List, Object, Result, WatchStream};
+
+/// Default number of changes kept for watch resumption.
+pub const DEFAULT_HISTORY: u64 = 10_000;
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_RV: &str = "resource_version";
+const META_COMPACTED: &str = "compacted";
+/// Events read from the database per wake-up of a watch stream.
+const WATCH_BATCH: usize = 256;
+
+/// Options for [`EmbeddedStore::open_with`].
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// How many changes to keep for watches to resume from (at least 1).
+    pub history: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            history: DEFAULT_HISTORY,
+        }
+    }
+}
+
+/// The embedded store. Clone freely; clones share the database. The file is closed when the
+/// last clone (including those held by watch streams) is dropped.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    /// Last committed resourceVersion, for waking watchers.
+    committed: watch::Sender<u64>,
+    history: u64,
+    location: String,
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("location", &self.inner.location)
+            .field("history", &self.inner.history)
+            .finish()
+    }
+}
+
+/// Which objects an operation addresses.
+#[derive(Clone, Debug)]
+struct Target {
+    /// `apiVersion/kind`.
+    type_key: String,
+    kind: String,
+    /// `None`: all namespaces (list/watch); for single objects the empty namespace.
+    namespace: Option<String>,
+}
+
+impl Target {
+    fn of<K: Object>(namespace: Option<&str>) -> Self {
+        Target {
+            type_key: format!("{}/{}", K::api_version(&()), K::kind(&())),
+            kind: K::kind(&()).into_owned(),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}\0{}\0{}", self.type_key, self.ns(), name)
+    }
+
+    /// Key range of this type (and namespace if set): `[start, end)`.
+    fn range(&self) -> (String, String) {
+        match &self.namespace {
+            Some(ns) => (
+                format!("{}\0{}\0", self.type_key, ns),
+                format!("{}\0{}\u{1}", self.type_key, ns),
+            ),
+            None => (
+                format!("{}\0", self.type_key),
+                format!("{}\u{1}", self.type_key),
+            ),
+        }
+    }
+
+    fn display_name(&self, name: &str) -> String {
+        match self.ns() {
+            "" => name.to_string(),
+            ns => format!("{ns}/{name}"),
+        }
+    }
+
+    fn backend(&self, name: &str, operation: &'static str, source: BackendError) -> Error {
+        Error::Backend {
+            kind: self.kind.clone(),
+            name: self.display_name(name),
+            operation,
+            source: Box::new(source),
+        }
+    }
+
+    fn invalid(&self, name: &str, reason: impl Into<String>) -> Error {
+        Error::Invalid {
+            kind: self.kind.clone(),
+            name: self.display_name(name),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn dbe(e: impl Into<redb::Error>) -> BackendError {
+    BackendError::Database(e.into())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Action {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One row of the `events` table.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChangeRecord {
+    type_key: String,
+    namespace: String,
+    action: Action,
+    object: Value,
+    /// Labels before the change (absent for `Added`), to tell a selector-filtered watcher
+    /// that an object started or stopped matching.
+    old_labels: Option<BTreeMap<String, String>>,
+}
+
+/// Changes read for a watcher, with the compaction mark and current version.
+type EventBatch = (Vec<(u64, ChangeRecord)>, u64, u64);
+
+/// A single-object write, run inside one transaction.
+enum Write {
+    Create(Value),
+    Replace { obj: Value, status_only: bool },
+    Patch { patch: Value, status_only: bool },
+    Delete,
+}
+
+enum WriteResult {
+    Stored(Value),
+    Deleted(Value),
+    Finalizing(Value),
+}
+
+impl EmbeddedStore {
+    /// Open the database file at `path`, creating it if missing.
+    ///
+    /// Blocking (file IO); call it at startup or from `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, EmbeddedOptions::default())
+    }
+
+    /// [`EmbeddedStore::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
+        let location = path.as_ref().display().to_string();
+        let db = Database::create(path.as_ref()).map_err(|e| Error::Backend {
+            kind: "Database".into(),
+            name: location.clone(),
+            operation: "open",
+            source: Box::new(dbe(e)),
+        })?;
+        Self::init(db, options, location)
+    }
+
+    /// A store that lives in memory only (tests, dry runs).
+    pub fn in_memory() -> Result<Self> {
+        Self::in_memory_with(EmbeddedOptions::default())
+    }
+
+    /// [`EmbeddedStore::in_memory`] with options.
+    pub fn in_memory_with(options: EmbeddedOptions) -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| Error::Backend {
+                kind: "Database".into(),
+                name: "memory".into(),
+                operation: "open",
+                source: Box::new(dbe(e)),
+            })?;
+        Self::init(db, options, "memory".into())
+    }
+
+    fn init(db: Database, options: EmbeddedOptions, location: String) -> Result<Self> {
+        let fail = |e: BackendError| Error::Backend {
+            kind: "Database".into(),
+            name: location.clone(),
+            operation: "initialize",
+            source: Box::new(e),
+        };
+        let txn = db.begin_write().map_err(|e| fail(dbe(e)))?;
+        let rv = {
+            txn.open_table(OBJECTS).map_err(|e| fail(dbe(e)))?;
+            txn.open_table(EVENTS).map_err(|e| fail(dbe(e)))?;
+            let mut meta = txn.open_table(META).map_err(|e| fail(dbe(e)))?;
+            let rv = meta
+                .get(META_RV)
+                .map_err(|e| fail(dbe(e)))?
+                .map(|v| v.value());
+            match rv {
+                Some(rv) => rv,
+                None => {
+                    meta.insert(META_RV, 1).map_err(|e| fail(dbe(e)))?;
+                    meta.insert(META_COMPACTED, 0).map_err(|e| fail(dbe(e)))?;
+                    1
+                }
+            }
+        };
+        txn.commit().map_err(|e| fail(dbe(e)))?;
+        let (committed, _) = watch::channel(rv);
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                db,
+                committed,
+                history: options.history.max(1),
+                location,
+            }),
+        })
+    }
+
+    /// The last assigned resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        *self.inner.committed.borrow()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        target: &Target,
+        name: &str,
+        operation: &'static str,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| target.backend(name, operation, e.into()))?
+    }
+
+    pub(crate) async fn get<K: Object>(&self, ns: Option<&str>, name: &str) -> Result<Option<K>> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        let (t2, n2) = (t.clone(), name.to_string());
+        let raw = self
+            .blocking(&t, name, "get", move |inner| inner.get_raw(&t2, &n2))
+            .await?;
+        raw.map(|v| decode(&t, name, v)).transpose()
+    }
+
+    pub(crate) async fn list<K: Object>(
+        &self,
+        ns: Option<&str>,
+        selector: &Selector,
+    ) -> Result<List<K>> {
+        let t = Target::of::<K>(ns);
+        let (t2, sel) = (t.clone(), selector.clone());
+        let (raw, rv) = self
+            .blocking(&t, "", "list", move |inner| inner.list_raw(&t2, &sel))
+            .await?;
+        let items = raw
+            .into_iter()
+            .map(|v| decode(&t, "", v))
+            .collect::<Result<Vec<K>>>()?;
+        Ok(List {
+            items,
+            resource_version: rv.to_string(),
+        })
+    }
+
+    pub(crate) async fn create<K: Object>(&self, ns: Option<&str>, obj: &K) -> Result<K> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let value = encode(&t, &name, obj)?;
+        self.write(t, name, Write::Create(value)).await
+    }
+
+    pub(crate) async fn replace<K: Object>(
+        &self,
+        ns: Option<&str>,
+        obj: &K,
+        status_only: bool,
+    ) -> Result<K> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let value = encode(&t, &name, obj)?;
+        self.write(
+            t,
+            name,
+            Write::Replace {
+                obj: value,
+                status_only,
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn patch<K: Object>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+        patch: &Value,
+        status_only: bool,
+    ) -> Result<K> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        if !patch.is_object() {
+            return Err(t.invalid(name, "a merge patch must be a JSON object"));
+        }
+        self.write(
+            t,
+            name.to_string(),
+            Write::Patch {
+                patch: patch.clone(),
+                status_only,
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn delete<K: Object>(
+        &self,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Deletion<K>> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        let t2 = t.clone();
+        let n2 = name.to_string();
+        let result = self
+            .blocking(&t, name, "delete", move |inner| {
+                inner.write_raw(&t2, &n2, Write::Delete)
+            })
+            .await?;
+        self.publish();
+        match result {
+            WriteResult::Deleted(v) => Ok(Deletion::Deleted(decode(&t, name, v)?)),
+            WriteResult::Finalizing(v) | WriteResult::Stored(v) => {
+                Ok(Deletion::Finalizing(decode(&t, name, v)?))
+            }
+        }
+    }
+
+    async fn write<K: Object>(&self, t: Target, name: String, op: Write) -> Result<K> {
+        let (t2, n2) = (t.clone(), name.clone());
+        let result = self
+            .blocking(&t, &name, "write", move |inner| {
+                inner.write_raw(&t2, &n2, op)
+            })
+            .await?;
+        self.publish();
+        match result {
+            WriteResult::Stored(v) | WriteResult::Deleted(v) | WriteResult::Finalizing(v) => {
+                decode(&t, &name, v)
+            }
+        }
+    }
+
+    /// Wake watchers up to the last committed version.
+    fn publish(&self) {
+        let Ok(rv) = self.inner.read_meta(META_RV) else {
+            return;
+        };
+        self.inner.committed.send_if_modified(|current| {
+            if rv > *current {
+                *current = rv;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(crate) async fn watch<K: Object>(
+        &self,
+        ns: Option<String>,
+        selector: &Selector,
+        resource_version: &str,
+    ) -> Result<WatchStream<K>> {
+        let t = Target::of::<K>(ns.as_deref());
+        let mut rx = self.inner.committed.subscribe();
+        rx.mark_changed();
+        let mut buffered = VecDeque::new();
+        let after = match resource_version {
+            "" | "0" => {
+                let (t2, sel) = (t.clone(), selector.clone());
+                let (objects, rv) = self
+                    .blocking(&t, "", "watch", move |inner| inner.list_raw(&t2, &sel))
+                    .await?;
+                for object in objects {
+                    buffered.push_back(Ok(serde_json::json!({"type": "Added", "object": object})));
+                }
+                rv
+            }
+            other => {
+                let rv: u64 = other.parse().map_err(|_| Error::Invalid {
+                    kind: t.kind.clone(),
+                    name: String::new(),
+                    reason: format!("resourceVersion {other:?} is not one of this store's"),
+                })?;
+                let inner = self.inner.clone();
+                let t2 = t.clone();
+                let (compacted, current) = self
+                    .blocking(&t, "", "watch", move |_| {
+                        Ok((
+                            inner
+                                .read_meta(META_COMPACTED)
+                                .map_err(|e| t2.backend("", "watch", e))?,
+                            inner
+                                .read_meta(META_RV)
+                                .map_err(|e| t2.backend("", "watch", e))?,
+                        ))
+                    })
+                    .await?;
+                check_window(&t, rv, compacted, current)?;
+                rv
+            }
+        };
+        let state = WatchState {
+            store: self.clone(),
+            target: t,
+            selector: selector.clone(),
+            rx,
+            after,
+            buffered,
+            done: false,
+        };
+        Ok(futures::stream::unfold(state, WatchState::next::<K>).boxed())
+    }
+}
+
+fn check_window(t: &Target, rv: u64, compacted: u64, current: u64) -> Result<()> {
+    if rv < compacted {
+        return Err(Error::Gone {
+            kind: t.kind.clone(),
+            resource_version: rv.to_string(),
+            reason: format!("history before {compacted} has been compacted"),
+        });
+    }
+    if rv > current {
+        return Err(Error::Gone {
+            kind: t.kind.clone(),
+            resource_version: rv.to_string(),
+            reason: format!("newer than the store's resourceVersion {current}"),
+        });
+    }
+    Ok(())
+}
+
+fn encode<K: Object>(t: &Target, name: &str, obj: &K) -> Result<Value> {
+    let mut value = serde_json::to_value(obj).map_err(|e| t.backend(name, "encode", e.into()))?;
+    // Some types (k8s-openapi) only write apiVersion/kind when serialized; make sure they are
+    // there for readers of the raw JSON.
+    if let Value::Object(m) = &mut value {
+        m.entry("apiVersion")
+            .or_insert_with(|| Value::String(K::api_version(&()).into_owned()));
+        m.entry("kind")
+            .or_insert_with(|| Value::String(K::kind(&()).into_owned()));
+    }
+    Ok(value)
+}
+
+fn decode<K: Object>(t: &Target, name: &str, value: Value) -> Result<K> {
+    serde_json::from_value(value).map_err(|e| t.backend(name, "decode", e.into()))
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl Inner {
+    fn read_meta(&self, key: &str) -> Result<u64, BackendError> {
+        let txn = self.db.begin_read().map_err(dbe)?;
+        let meta = txn.open_table(META).map_err(dbe)?;
+        Ok(meta.get(key).map_err(dbe)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    fn get_raw(&self, t: &Target, name: &str) -> Result<Option<Value>> {
+        let be = |e: BackendError| t.backend(name, "get", e);
+        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
+        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
+        let Some(bytes) = objects.get(t.key(name).as_str()).map_err(|e| be(dbe(e)))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| be(e.into()))
+    }
+
+    fn list_raw(&self, t: &Target, selector: &Selector) -> Result<(Vec<Value>, u64)> {
+        let be = |e: BackendError| t.backend("", "list", e);
+        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
+        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
+        let meta = txn.open_table(META).map_err(|e| be(dbe(e)))?;
+        let rv = meta
+            .get(META_RV)
+            .map_err(|e| be(dbe(e)))?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let (start, end) = t.range();
+        let mut items = Vec::new();
+        for entry in objects
+            .range(start.as_str()..end.as_str())
+            .map_err(|e| be(dbe(e)))?
+        {
+            let (_, bytes) = entry.map_err(|e| be(dbe(e)))?;
+            let value: Value = serde_json::from_slice(bytes.value()).map_err(|e| be(e.into()))?;
+            if selector.matches(&labels(&value)) {
+                items.push(value);
+            }
+        }
+        Ok((items, rv))
+    }
+
+    /// Events after `after` (at most [`WATCH_BATCH`]), the compaction mark and the current
+    /// version, from one snapshot.
+    fn read_events(&self, after: u64) -> Result<EventBatch, BackendError> {
+        let txn = self.db.begin_read().map_err(dbe)?;
+        let events = txn.open_table(EVENTS).map_err(dbe)?;
+        let meta = txn.open_table(META).map_err(dbe)?;
+        let compacted = meta
+            .get(META_COMPACTED)
+            .map_err(dbe)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let current = meta
+            .get(META_RV)
+            .map_err(dbe)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for entry in events.range(after.saturating_add(1)..).map_err(dbe)? {
+            let (rv, bytes) = entry.map_err(dbe)?;
+            out.push((rv.value(), serde_json::from_slice(bytes.value())?));
+            if out.len() >= WATCH_BATCH {
+                break;
+            }
+        }
+        Ok((out, compacted, current))
+    }
+
+    fn write_raw(&self, t: &Target, name: &str, op: Write) -> Result<WriteResult> {
+        let be = |e: BackendError| t.backend(name, "write", e);
+        let txn = self.db.begin_write().map_err(|e| be(dbe(e)))?;
+        let result = {
+            let mut objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| be(dbe(e)))?;
+            let mut meta = txn.open_table(META).map_err(|e| be(dbe(e)))?;
+            let rv = meta
+                .get(META_RV)
+                .map_err(|e| be(dbe(e)))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+
+            let (name, op) = match op {
+                Write::Create(mut obj) => {
+                    let name = self.assign_name(t, name, &mut obj)?;
+                    (name, Write::Create(obj))
+                }
+                other => (name.to_string(), other),
+            };
+            if name.is_empty() {
+                return Err(t.invalid("", "metadata.name is required"));
+            }
+            let key = t.key(&name);
+            let current: Option<Value> = objects
+                .get(key.as_str())
+                .map_err(|e| be(dbe(e)))?
+                .map(|bytes| serde_json::from_slice(bytes.value()))
+                .transpose()
+                .map_err(|e| be(e.into()))?;
+
+            let plan = plan_write(t, &name, current.as_ref(), op)?;
+            let Some((action, mut new, remove)) = plan else {
+                // Nothing changed: no new version, no event.
+                let current = current.unwrap_or(Value::Null);
+                let finalizing = meta_str(&current, "deletionTimestamp").is_some();
+                return Ok(if finalizing {
+                    WriteResult::Finalizing(current)
+                } else {
+                    WriteResult::Stored(current)
+                });
+            };
+            let next = rv + 1;
+            metadata_mut(&mut new)
+                .insert("resourceVersion".into(), Value::String(next.to_string()));
+            let bytes = serde_json::to_vec(&new).map_err(|e| be(e.into()))?;
+            if remove {
+                objects.remove(key.as_str()).map_err(|e| be(dbe(e)))?;
+            } else {
+                objects
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(|e| be(dbe(e)))?;
+            }
+            let record = ChangeRecord {
+                type_key: t.type_key.clone(),
+                namespace: t.ns().to_string(),
+                action,
+                object: new.clone(),
+                old_labels: current.as_ref().map(labels),
+            };
+            let record = serde_json::to_vec(&record).map_err(|e| be(e.into()))?;
+            events
+                .insert(next, record.as_slice())
+                .map_err(|e| be(dbe(e)))?;
+            let mut compacted = None;
+            while events.len().map_err(|e| be(dbe(e)))? > self.history {
+                match events.pop_first().map_err(|e| be(dbe(e)))? {
+                    Some((old, _)) => compacted = Some(old.value()),
+                    None => break,
+                }
+            }
+            if let Some(c) = compacted {
+                meta.insert(META_COMPACTED, c).map_err(|e| be(dbe(e)))?;
+            }
+            meta.insert(META_RV, next).map_err(|e| be(dbe(e)))?;
+            match (action, remove) {
+                (_, true) => WriteResult::Deleted(new),
+                _ if meta_str(&new, "deletionTimestamp").is_some() => WriteResult::Finalizing(new),
+                _ => WriteResult::Stored(new),
+            }
+        };
+        txn.commit().map_err(|e| be(dbe(e)))?;
+        Ok(result)
+    }
+
+    /// The name of an object being created, from `metadata.name` or `generateName`.
+    fn assign_name(&self, t: &Target, name: &str, obj: &mut Value) -> Result<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        let Some(prefix) = meta_str(obj, "generateName").map(str::to_string) else {
+            return Err(t.invalid("", "metadata.name or metadata.generateName is required"));
+        };
+        let suffix: String = uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .take(5)
+            .collect();
+        let name = format!("{prefix}{suffix}");
+        metadata_mut(obj).insert("name".into(), Value::String(name.clone()));
+        Ok(name)
+    }
+}
+
+/// Decide what a write does: `None` for a no-op, else the change type, the new object
+/// (without its new resourceVersion) and whether the object is removed.
+fn plan_write(
+    t: &Target,
+    name: &str,
+    current: Option<&Value>,
+    op: Write,
+) -> Result<Option<(Action, Value, bool)>> {
+    let display = t.display_name(name);
+    let not_found = || Error::NotFound {
+        kind: t.kind.clone(),
+        name: display.clone(),
+    };
+    match op {
+        Write::Create(mut obj) => {
+            if current.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: t.kind.clone(),
+                    name: display,
+                });
+            }
+            check_namespace(t, name, &obj)?;
+            let meta = metadata_mut(&mut obj);
+            for server_field in [
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+            ] {
+                meta.remove(server_field);
+            }
+            meta.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
+            meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert("generation".into(), Value::from(1));
+            set_namespace(meta, t);
+            Ok(Some((Action::Added, obj, false)))
+        }
+        Write::Replace { obj, status_only } => {
+            let current = current.ok_or_else(not_found)?;
+            check_namespace(t, name, &obj)?;
+            check_version(t, name, current, meta_str(&obj, "resourceVersion"))?;
+            if let Some(obj_name) = meta_str(&obj, "name")
+                && obj_name != name
+            {
+                return Err(t.invalid(name, format!("metadata.name {obj_name:?} does not match")));
+            }
+            let new = if status_only {
+                with_status_of(current, &obj)
+            } else {
+                with_server_fields(t, current, obj)
+            };
+            finish_update(t, name, current, new)
+        }
+        Write::Patch { patch, status_only } => {
+            let current = current.ok_or_else(not_found)?;
+            check_version(t, name, current, meta_str(&patch, "resourceVersion"))?;
+            let mut patched = current.clone();
+            merge_patch(&mut patched, &patch);
+            let new = if status_only {
+                with_status_of(current, &patched)
+            } else {
+                with_server_fields(t, current, patched)
+            };
+            finish_update(t, name, current, new)
+        }
+        Write::Delete => {
+            let current = current.ok_or_else(not_found)?;
+            if finalizers(current).is_empty() {
+                return Ok(Some((Action::Deleted, current.clone(), true)));
+            }
+            if meta_str(current, "deletionTimestamp").is_some() {
+                return Ok(None);
+            }
+            let mut new = current.clone();
+            let generation = generation_of(current) + 1;
+            let meta = metadata_mut(&mut new);
+            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+            meta.insert("generation".into(), Value::from(generation));
+            Ok(Some((Action::Modified, new, false)))
+        }
+    }
+}
+
+fn check_namespace(t: &Target, name: &str, obj: &Value) -> Result<()> {
+    match meta_str(obj, "namespace") {
+        Some(ns) if !ns.is_empty() && ns != t.ns() => Err(t.invalid(
+            name,
+            format!("metadata.namespace {ns:?} does not match the request's namespace"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn set_namespace(meta: &mut serde_json::Map<String, Value>, t: &Target) {
+    if t.ns().is_empty() {
+        meta.remove("namespace");
+    } else {
+        meta.insert("namespace".into(), Value::String(t.ns().to_string()));
+    }
+}
+
+fn check_version(t: &Target, name: &str, current: &Value, sent: Option<&str>) -> Result<()> {
+    let Some(sent) = sent.filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    let stored = meta_str(current, "resourceVersion").unwrap_or("");
+    if sent != stored {
+        return Err(Error::Conflict {
+            kind: t.kind.clone(),
+            name: t.display_name(name),
+            resource_version: sent.to_string(),
+            reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        });
+    }
+    Ok(())
+}
+
+fn generation_of(obj: &Value) -> i64 {
+    obj.get("metadata")
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// `current` with `.status` taken from `source`.
+fn with_status_of(current: &Value, source: &Value) -> Value {
+    let mut new = current.clone();
+    if let Value::Object(m) = &mut new {
+        match source.get("status") {
+            Some(status) => m.insert("status".into(), status.clone()),
+            None => m.remove("status"),
+        };
+    }
+    new
+}
+
+/// `obj` with `.status` and server-owned metadata taken from `current`.
+fn with_server_fields(t: &Target, current: &Value, mut obj: Value) -> Value {
+    if let Value::Object(m) = &mut obj {
+        match current.get("status") {
+            Some(status) => m.insert("status".into(), status.clone()),
+            None => m.remove("status"),
+        };
+    }
+    let current_meta = current.get("metadata");
+    let meta = metadata_mut(&mut obj);
+    for field in [
+        "name",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "resourceVersion",
+    ] {
+        match current_meta.and_then(|m| m.get(field)) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    set_namespace(meta, t);
+    obj
+}
+
+/// Shared tail of replace and patch: finalizer rule, generation, no-op detection, and the
+/// removal of a terminating object whose last finalizer went away.
+fn finish_update(
+    t: &Target,
+    name: &str,
+    current: &Value,
+    mut new: Value,
+) -> Result<Option<(Action, Value, bool)>> {
+    let terminating = meta_str(current, "deletionTimestamp").is_some();
+    let finalizers_now = finalizers(&new);
+    if terminating {
+        let before = finalizers(current);
+        if let Some(added) = finalizers_now.iter().find(|f| !before.contains(f)) {
+            return Err(t.invalid(
+                name,
+                format!("finalizer {added:?} cannot be added to an object being deleted"),
+            ));
+        }
+    }
+    if spec_part(&new) != spec_part(current) {
+        let generation = generation_of(current) + 1;
+        metadata_mut(&mut new).insert("generation".into(), Value::from(generation));
+    }
+    if new == *current {
+        return Ok(None);
+    }
+    if terminating && finalizers_now.is_empty() {
+        return Ok(Some((Action::Deleted, new, true)));
+    }
+    Ok(Some((Action::Modified, new, false)))
+}
+
+/// State of one watch stream.
+struct WatchState {
+    store: EmbeddedStore,
+    target: Target,
+    selector: Selector,
+    rx: watch::Receiver<u64>,
+    /// Every change up to this version has been consumed.
+    after: u64,
+    buffered: VecDeque<Result<Value, Error>>,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next<K: Object>(mut self) -> Option<(Result<Event<K>>, Self)> {
+        loop {
+            if let Some(item) = self.buffered.pop_front() {
+                let item = match item {
+                    Ok(v) => self.to_event::<K>(v),
+                    Err(e) => Err(e),
+                };
+                if item.is_err() {
+                    self.done = true;
+                    self.buffered.clear();
+                }
+                return Some((item, self));
+            }
+            if self.done {
+                return None;
+            }
+            let latest = *self.rx.borrow_and_update();
+            if latest > self.after {
+                self.fill().await;
+                continue;
+            }
+            if self.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Read the next batch of changes into `buffered`, as `{"type": .., "object": ..}`.
+    async fn fill(&mut self) {
+        let inner = self.store.inner.clone();
+        let after = self.after;
+        let read = tokio::task::spawn_blocking(move || inner.read_events(after)).await;
+        let (events, compacted, current) = match read {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.buffered
+                    .push_back(Err(self.target.backend("", "watch", e)));
+                return;
+            }
+            Err(e) => {
+                self.buffered
+                    .push_back(Err(self.target.backend("", "watch", e.into())));
+                return;
+            }
+        };
+        if after < compacted {
+            self.buffered.push_back(Err(Error::Gone {
+                kind: self.target.kind.clone(),
+                resource_version: after.to_string(),
+                reason: format!(
+                    "the watcher fell behind; history before {compacted} has been compacted"
+                ),
+            }));
+            return;
+        }
+        if events.is_empty() {
+            self.after = self.after.max(current);
+            return;
+        }
+        for (rv, record) in events {
+            self.after = rv;
+            if record.type_key != self.target.type_key {
+                continue;
+            }
+            if let Some(ns) = &self.target.namespace
+                && *ns != record.namespace
+            {
+                continue;
+            }
+            let matches_now = self.selector.matches(&labels(&record.object));
+            let matched_before = record
+                .old_labels
+                .as_ref()
+                .is_some_and(|l| self.selector.matches(l));
+            let action = match (record.action, matched_before, matches_now) {
+                (Action::Added, _, true) => "Added",
+                (Action::Modified, true, true) => "Modified",
+                (Action::Modified, false, true) => "Added",
+                (Action::Modified, true, false) => "Deleted",
+                (Action::Deleted, true, _) => "Deleted",
+                _ => continue,
+            };
+            self.buffered.push_back(Ok(serde_json::json!({
+                "type": action,
+                "object": record.object,
+            })));
+        }
+    }
+
+    fn to_event<K: Object>(&self, wrapped: Value) -> Result<Event<K>> {
+        let Value::Object(mut m) = wrapped else {
+            return Err(self.target.backend(
+                "",
+                "watch",
+                BackendError::Other("malformed event".into()),
+            ));
+        };
+        let object = m.remove("object").unwrap_or(Value::Null);
+        let object: K = decode(&self.target, "", object)?;
+        Ok(match m.get("type").and_then(Value::as_str) {
+            Some("Deleted") => Event::Deleted(object),
+            Some("Modified") => Event::Modified(object),
+            _ => Event::Added(object),
+        })
+    }
+}
