@@ -95,15 +95,15 @@ pub enum Error {
         op: &'static str,
         ctx: Context,
         #[source]
-        source: hwameistor_exec::Error,
+        source: Box<hwameistor_exec::Error>,
     },
 
     /// A command's output could not be understood.
-    #[error("{op} ({ctx}): cannot parse output of {what}: {message}")]
+    #[error("{op} ({ctx}): cannot parse {message}")]
     Parse {
         op: &'static str,
         ctx: Context,
-        what: String,
+        /// What could not be parsed and why (`output of lvs: ...`).
         message: String,
     },
 
@@ -175,7 +175,11 @@ pub enum Error {
 impl Error {
     /// Wrap a runner error with context.
     pub fn command(op: &'static str, ctx: Context, source: hwameistor_exec::Error) -> Self {
-        Error::Command { op, ctx, source }
+        Error::Command {
+            op,
+            ctx,
+            source: Box::new(source),
+        }
     }
 
     /// Wrap an io error with context.

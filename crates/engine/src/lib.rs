@@ -46,6 +46,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod lvm;
 pub mod types;
 
 pub use config::{EngineConfig, FileEngineConfig, HostPaths, LvmConfig, PoolFsType};

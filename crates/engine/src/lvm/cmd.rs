@@ -1,0 +1,250 @@
+//! Typed builders for the lvm2 command lines we run.
+//!
+//! Every report command uses `--reportformat json --units b --nosuffix`, so sizes are plain
+//! byte counts. Every mutating command answers prompts with `-y`. Names must have been
+//! validated by the caller (the engine does it); the builders only assemble argv.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hwameistor_exec::Cmd;
+
+/// Report options shared by `pvs`, `vgs` and `lvs`.
+pub const REPORT_ARGS: &[&str] = &["--reportformat", "json", "--units", "b", "--nosuffix"];
+
+/// Columns of our `pvs` report.
+pub const PV_FIELDS: &str = "pv_name,vg_name,pv_size,pv_free,pv_tags";
+/// Columns of our `vgs` report.
+pub const VG_FIELDS: &str = "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,pv_count,lv_count,vg_tags";
+/// Columns of our `lvs` report (one row per segment; rows are merged by VG/LV).
+pub const LV_FIELDS: &str = "vg_name,lv_name,lv_path,lv_size,lv_attr,lv_tags,stripes,segtype,devices,origin,lv_snapshot_invalid,lv_merging";
+
+/// Builders for lvm2 commands. Stateless: each function returns one [`Cmd`].
+#[derive(Debug, Clone)]
+pub struct Lvm {
+    timeout: Duration,
+}
+
+impl Default for Lvm {
+    fn default() -> Self {
+        Lvm {
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+fn size_arg(bytes: u64) -> String {
+    format!("{bytes}b")
+}
+
+fn dev_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl Lvm {
+    /// Builders whose commands time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Lvm { timeout }
+    }
+
+    fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new(program).timeout(self.timeout)
+    }
+
+    /// `pvs --reportformat json --units b --nosuffix -o <PV_FIELDS>`
+    pub fn pvs(&self) -> Cmd {
+        self.cmd("pvs")
+            .args(REPORT_ARGS.iter().copied())
+            .args(["-o", PV_FIELDS])
+    }
+
+    /// `vgs ... -o <VG_FIELDS> [vg]`
+    pub fn vgs(&self, vg: Option<&str>) -> Cmd {
+        let c = self
+            .cmd("vgs")
+            .args(REPORT_ARGS.iter().copied())
+            .args(["-o", VG_FIELDS]);
+        match vg {
+            Some(vg) => c.arg(vg),
+            None => c,
+        }
+    }
+
+    /// `lvs ... -o <LV_FIELDS> [vg]`
+    pub fn lvs(&self, vg: Option<&str>) -> Cmd {
+        let c = self
+            .cmd("lvs")
+            .args(REPORT_ARGS.iter().copied())
+            .args(["-o", LV_FIELDS]);
+        match vg {
+            Some(vg) => c.arg(vg),
+            None => c,
+        }
+    }
+
+    /// `vgcreate -y --addtag <tag> <vg> <dev...>` (the PVs are created implicitly).
+    pub fn vg_create(&self, vg: &str, devs: &[&Path], tag: &str) -> Cmd {
+        self.cmd("vgcreate")
+            .args(["-y", "--addtag", tag, vg])
+            .args(devs.iter().map(|d| dev_str(d)))
+    }
+
+    /// `vgextend -y <vg> <dev...>`
+    pub fn vg_extend(&self, vg: &str, devs: &[&Path]) -> Cmd {
+        self.cmd("vgextend")
+            .args(["-y", vg])
+            .args(devs.iter().map(|d| dev_str(d)))
+    }
+
+    /// `pvresize -y <dev>` after a disk grew.
+    pub fn pv_resize(&self, dev: &Path) -> Cmd {
+        self.cmd("pvresize").args(["-y".to_string(), dev_str(dev)])
+    }
+
+    /// `lvcreate -y --addtag <tag> --wipesignatures y --zero y -n <lv> -L <size>b
+    /// [-i <stripes>] <vg>`. Signatures left on recycled extents are wiped so a new volume
+    /// never looks "already formatted" with someone else's data.
+    pub fn lv_create(&self, vg: &str, lv: &str, size_bytes: u64, stripes: u32, tag: &str) -> Cmd {
+        let mut c = self.cmd("lvcreate").args([
+            "-y",
+            "--addtag",
+            tag,
+            "--wipesignatures",
+            "y",
+            "--zero",
+            "y",
+            "-n",
+            lv,
+            "-L",
+        ]);
+        c = c.arg(size_arg(size_bytes));
+        if stripes > 1 {
+            c = c.args(["-i".to_string(), stripes.to_string()]);
+        }
+        c.arg(vg)
+    }
+
+    /// `lvextend -y -L <size>b <vg>/<lv>` (a striped LV keeps its stripes).
+    pub fn lv_extend(&self, vg: &str, lv: &str, size_bytes: u64) -> Cmd {
+        self.cmd("lvextend")
+            .args(["-y", "-L"])
+            .arg(size_arg(size_bytes))
+            .arg(format!("{vg}/{lv}"))
+    }
+
+    /// `lvremove -y <vg>/<lv>`
+    pub fn lv_remove(&self, vg: &str, lv: &str) -> Cmd {
+        self.cmd("lvremove").arg("-y").arg(format!("{vg}/{lv}"))
+    }
+
+    /// `lvchange -ay|-an <vg>/<lv>`
+    pub fn lv_change_active(&self, vg: &str, lv: &str, active: bool) -> Cmd {
+        self.cmd("lvchange")
+            .arg(if active { "-ay" } else { "-an" })
+            .arg(format!("{vg}/{lv}"))
+    }
+
+    /// `lvcreate -y --addtag <tag> -s -n <snap> -L <size>b -p r <vg>/<lv>`: a read-only
+    /// copy-on-write snapshot with `size` bytes of room for changes.
+    pub fn lv_snapshot(&self, vg: &str, lv: &str, snap: &str, size_bytes: u64, tag: &str) -> Cmd {
+        self.cmd("lvcreate")
+            .args(["-y", "--addtag", tag, "-s", "-n", snap, "-L"])
+            .arg(size_arg(size_bytes))
+            .args(["-p", "r"])
+            .arg(format!("{vg}/{lv}"))
+    }
+
+    /// `lvconvert -y --merge <vg>/<snap>`: roll the origin back to the snapshot.
+    pub fn lv_merge(&self, vg: &str, snap: &str) -> Cmd {
+        self.cmd("lvconvert")
+            .args(["-y", "--merge"])
+            .arg(format!("{vg}/{snap}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(c: &Cmd) -> String {
+        c.display()
+    }
+
+    const TAG: &str = "hwameistor.io/managed";
+
+    #[test]
+    fn report_commands() {
+        let l = Lvm::default();
+        assert_eq!(
+            line(&l.pvs()),
+            format!("pvs --reportformat json --units b --nosuffix -o {PV_FIELDS}")
+        );
+        assert_eq!(
+            line(&l.vgs(Some("LocalStorage_PoolHDD"))),
+            format!(
+                "vgs --reportformat json --units b --nosuffix -o {VG_FIELDS} LocalStorage_PoolHDD"
+            )
+        );
+        assert_eq!(
+            line(&l.lvs(None)),
+            format!("lvs --reportformat json --units b --nosuffix -o {LV_FIELDS}")
+        );
+    }
+
+    #[test]
+    fn pool_commands() {
+        let l = Lvm::default();
+        let (a, b) = (Path::new("/dev/sdb"), Path::new("/dev/sdc"));
+        assert_eq!(
+            line(&l.vg_create("LocalStorage_PoolHDD", &[a, b], TAG)),
+            "vgcreate -y --addtag hwameistor.io/managed LocalStorage_PoolHDD /dev/sdb /dev/sdc"
+        );
+        assert_eq!(
+            line(&l.vg_extend("LocalStorage_PoolHDD", &[b])),
+            "vgextend -y LocalStorage_PoolHDD /dev/sdc"
+        );
+        assert_eq!(line(&l.pv_resize(a)), "pvresize -y /dev/sdb");
+    }
+
+    #[test]
+    fn volume_commands() {
+        let l = Lvm::new(Duration::from_secs(5));
+        let c = l.lv_create("LocalStorage_PoolHDD", "pvc-1", 1073741824, 1, TAG);
+        assert_eq!(c.get_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            line(&c),
+            "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-1 \
+             -L 1073741824b LocalStorage_PoolHDD"
+        );
+        assert_eq!(
+            line(&l.lv_create("LocalStorage_PoolSSD", "pvc-2", 8388608, 2, TAG)),
+            "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-2 \
+             -L 8388608b -i 2 LocalStorage_PoolSSD"
+        );
+        assert_eq!(
+            line(&l.lv_extend("LocalStorage_PoolHDD", "pvc-1", 2147483648)),
+            "lvextend -y -L 2147483648b LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_remove("LocalStorage_PoolHDD", "pvc-1")),
+            "lvremove -y LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_change_active("LocalStorage_PoolHDD", "pvc-1", true)),
+            "lvchange -ay LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_change_active("LocalStorage_PoolHDD", "pvc-1", false)),
+            "lvchange -an LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_snapshot("LocalStorage_PoolHDD", "pvc-1", "snap-1", 4194304, TAG)),
+            "lvcreate -y --addtag hwameistor.io/managed -s -n snap-1 -L 4194304b -p r \
+             LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_merge("LocalStorage_PoolHDD", "snap-1")),
+            "lvconvert -y --merge LocalStorage_PoolHDD/snap-1"
+        );
+    }
+}

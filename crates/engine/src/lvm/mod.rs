@@ -1,0 +1,835 @@
+//! The lvm engine: a pool is an LVM volume group, a volume a logical volume.
+//!
+//! - Pools are VGs named `LocalStorage_Pool{HDD,SSD,NVMe}`, created with `vgcreate` over the
+//!   pool's disks (PVs are created implicitly) and grown with `vgextend` by the disks not yet
+//!   in them. VG and LVs carry the LVM tag [`LvmConfig::tag`] (default
+//!   `hwameistor.io/managed`); VGs or LVs without it are never listed, changed or removed.
+//! - Volumes are linear LVs, or striped across every PV of the VG (`-i <#PVs>`) when
+//!   [`VolumeOptions::striped`] is set. Sizes are rounded up to the VG's extent.
+//! - Reports come from `pvs`/`vgs`/`lvs` in JSON ([`report`]); command lines are built by
+//!   [`cmd::Lvm`].
+//! - Idempotency: the engine reads the host first and only runs the command that is still
+//!   needed; "already exists" from `lvcreate` is success when the existing LV matches,
+//!   "failed to find" from `lvremove` is success. Mutations are serialised by one mutex
+//!   per engine so free-space checks and the command that consumes the space do not race.
+//! - Snapshots are read-only copy-on-write LVs (`lvcreate -s`), restored by copying the
+//!   snapshot into a new LV (`dd`), rolled back by `lvconvert --merge`.
+
+pub mod cmd;
+pub mod report;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hwameistor_core::names;
+use hwameistor_exec::{Cmd, SharedRunner};
+use tokio::sync::Mutex;
+
+use crate::config::LvmConfig;
+use crate::engine::VolumeEngine;
+use crate::error::{Context, Error, Result};
+use crate::types::{
+    EngineKind, POOL_PREFIX, PoolDisk, PoolInfo, SnapshotInfo, VolumeAttributes, VolumeInfo,
+    VolumeOptions, round_up_to_extent,
+};
+
+pub use cmd::Lvm;
+pub use report::{LvReport, PvReport, ReportError, VgReport};
+
+const ENGINE: EngineKind = EngineKind::Lvm;
+
+/// The lvm2-backed [`VolumeEngine`].
+#[derive(Debug)]
+pub struct LvmEngine {
+    runner: SharedRunner,
+    cfg: LvmConfig,
+    lvm: Lvm,
+    lock: Mutex<()>,
+}
+
+/// Check a pool name: valid and `LocalStorage_Pool*`.
+pub(crate) fn validate_pool(pool: &str) -> Result<()> {
+    names::validate("pool", pool)?;
+    if !pool.starts_with(POOL_PREFIX) {
+        return Err(Error::InvalidArgument {
+            op: "validate pool",
+            ctx: Context::pool(pool),
+            message: format!("pool names must start with {POOL_PREFIX}"),
+        });
+    }
+    Ok(())
+}
+
+fn stderr_has(err: &hwameistor_exec::Error, needle: &str) -> bool {
+    err.stderr()
+        .to_ascii_lowercase()
+        .contains(&needle.to_ascii_lowercase())
+}
+
+/// Best-effort canonical path of a disk (a `/dev/disk/by-id/...` link becomes `/dev/sdb`),
+/// so it compares equal to the PV names lvm reports.
+pub(crate) fn canonical_dev(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl LvmEngine {
+    pub fn new(runner: SharedRunner, cfg: LvmConfig) -> Self {
+        let lvm = Lvm::new(cfg.timeout);
+        LvmEngine {
+            runner,
+            cfg,
+            lvm,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The typed command builders this engine uses.
+    pub fn commands(&self) -> &Lvm {
+        &self.lvm
+    }
+
+    async fn run(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
+        let cmd = cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1");
+        self.runner
+            .run(&cmd)
+            .await
+            .map(|o| o.stdout)
+            .map_err(|e| Error::command(op, ctx, e))
+    }
+
+    async fn pvs(&self, op: &'static str) -> Result<Vec<PvReport>> {
+        let out = self.run(op, Context::default(), self.lvm.pvs()).await?;
+        report::parse_pvs(&out).map_err(|e| parse_err(op, Context::default(), "pvs", e))
+    }
+
+    /// Our VG named `pool`, `None` if absent; a Conflict if it exists without our tag.
+    async fn our_vg(&self, op: &'static str, pool: &str) -> Result<Option<VgReport>> {
+        let out = self
+            .run(op, Context::pool(pool), self.lvm.vgs(None))
+            .await?;
+        let vgs =
+            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::pool(pool), "vgs", e))?;
+        match vgs.into_iter().find(|v| v.name == pool) {
+            None => Ok(None),
+            Some(v) if v.has_tag(&self.cfg.tag) => Ok(Some(v)),
+            Some(_) => Err(Error::Conflict {
+                op,
+                ctx: Context::pool(pool),
+                message: format!(
+                    "volume group exists but is not tagged {}; refusing to manage it",
+                    self.cfg.tag
+                ),
+            }),
+        }
+    }
+
+    async fn our_vgs(&self, op: &'static str) -> Result<Vec<VgReport>> {
+        let out = self.run(op, Context::default(), self.lvm.vgs(None)).await?;
+        let vgs =
+            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::default(), "vgs", e))?;
+        Ok(vgs
+            .into_iter()
+            .filter(|v| v.name.starts_with(POOL_PREFIX) && v.has_tag(&self.cfg.tag))
+            .collect())
+    }
+
+    /// All LVs (ours or not) of `vg`, or of every VG.
+    async fn all_lvs(&self, op: &'static str, vg: Option<&str>) -> Result<Vec<LvReport>> {
+        let ctx = vg.map(Context::pool).unwrap_or_default();
+        match self.run(op, ctx.clone(), self.lvm.lvs(vg)).await {
+            Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e)),
+            Err(Error::Command { source, .. })
+                if vg.is_some() && stderr_has(&source, "not found") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The LV `volume` of our VG `pool`: `None` if missing, Conflict if not tagged as ours.
+    async fn lv(&self, op: &'static str, pool: &str, volume: &str) -> Result<Option<LvReport>> {
+        let lv = self
+            .all_lvs(op, Some(pool))
+            .await?
+            .into_iter()
+            .find(|l| l.vg_name == pool && l.name == volume);
+        match lv {
+            Some(l) if !l.has_tag(&self.cfg.tag) => Err(Error::Conflict {
+                op,
+                ctx: Context::volume(pool, volume),
+                message: format!("logical volume is not tagged {}; not ours", self.cfg.tag),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn volume_info(&self, l: &LvReport) -> VolumeInfo {
+        VolumeInfo {
+            pool: l.vg_name.clone(),
+            name: l.name.clone(),
+            size_bytes: l.size,
+            device_path: if l.path.is_empty() {
+                PathBuf::from(format!("/dev/{}/{}", l.vg_name, l.name))
+            } else {
+                PathBuf::from(&l.path)
+            },
+            attrs: VolumeAttributes {
+                active: l.active(),
+                open: l.open(),
+                stripes: l.stripes,
+                disks: l.devices.clone(),
+                raw: l.attr.clone(),
+            },
+        }
+    }
+
+    async fn build_pool_info(&self, op: &'static str, vg: &VgReport) -> Result<PoolInfo> {
+        let pvs = self.pvs(op).await?;
+        let lvs = self.all_lvs(op, Some(&vg.name)).await?;
+        let mut volumes: Vec<String> = lvs
+            .iter()
+            .filter(|l| l.has_tag(&self.cfg.tag))
+            .map(|l| l.name.clone())
+            .collect();
+        volumes.sort();
+        Ok(PoolInfo {
+            name: vg.name.clone(),
+            engine: ENGINE,
+            path: PathBuf::from(format!("/dev/{}", vg.name)),
+            total_bytes: vg.size,
+            used_bytes: vg.size.saturating_sub(vg.free),
+            free_bytes: vg.free,
+            max_volume_bytes: vg.free,
+            extent_bytes: vg.extent_size,
+            // Every LV (snapshots included) occupies one of the MAX_VOLUMES_PER_POOL slots.
+            volume_count: vg.lv_count,
+            disks: pvs
+                .into_iter()
+                .filter(|p| p.vg_name == vg.name)
+                .map(|p| PoolDisk {
+                    dev_path: p.name,
+                    capacity_bytes: p.size,
+                    free_bytes: p.free,
+                })
+                .collect(),
+            volumes,
+        })
+    }
+}
+
+fn parse_err(op: &'static str, ctx: Context, what: &str, e: ReportError) -> Error {
+    Error::Parse {
+        op,
+        ctx,
+        message: format!("output of {what}: {e}"),
+    }
+}
+
+fn insufficient(
+    op: &'static str,
+    pool: &str,
+    volume: &str,
+    requested: u64,
+    available: u64,
+) -> Error {
+    Error::InsufficientSpace {
+        op,
+        pool: pool.to_owned(),
+        volume: volume.to_owned(),
+        requested,
+        available,
+    }
+}
+
+#[async_trait]
+impl VolumeEngine for LvmEngine {
+    fn kind(&self) -> EngineKind {
+        ENGINE
+    }
+
+    async fn ensure_pool(&self, pool: &str, disks: &[PathBuf]) -> Result<PoolInfo> {
+        const OP: &str = "ensure pool";
+        validate_pool(pool)?;
+        let _g = self.lock.lock().await;
+        let wanted: Vec<PathBuf> = {
+            let mut seen = BTreeSet::new();
+            disks
+                .iter()
+                .map(|d| canonical_dev(d))
+                .filter(|d| seen.insert(d.clone()))
+                .collect()
+        };
+        let vg = self.our_vg(OP, pool).await?;
+        if vg.is_none() && wanted.is_empty() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                ctx: Context::pool(pool),
+                message: "a new pool needs at least one disk".into(),
+            });
+        }
+        // Disks already in another VG are never taken.
+        let pvs = self.pvs(OP).await?;
+        let mut missing: Vec<&Path> = Vec::new();
+        for d in &wanted {
+            match pvs.iter().find(|p| &p.name == d) {
+                Some(p) if p.vg_name == pool => {}
+                Some(p) if !p.vg_name.is_empty() => {
+                    return Err(Error::Conflict {
+                        op: OP,
+                        ctx: Context::pool(pool).with_device(d.display()),
+                        message: format!("disk is a physical volume of volume group {}", p.vg_name),
+                    });
+                }
+                _ => missing.push(d),
+            }
+        }
+        if vg.is_none() {
+            let ctx = Context::pool(pool);
+            let create = self.lvm.vg_create(pool, &missing, &self.cfg.tag);
+            match self.run(OP, ctx, create).await {
+                Ok(_) => {}
+                // Someone created it between our look and the command: fall through to extend.
+                Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {
+                    self.our_vg(OP, pool).await?;
+                    let pvs = self.pvs(OP).await?;
+                    let still: Vec<&Path> = missing
+                        .iter()
+                        .copied()
+                        .filter(|d| !pvs.iter().any(|p| p.name == *d && p.vg_name == pool))
+                        .collect();
+                    if !still.is_empty() {
+                        self.run(OP, Context::pool(pool), self.lvm.vg_extend(pool, &still))
+                            .await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        } else if !missing.is_empty() {
+            let dev = missing
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            self.run(
+                OP,
+                Context::pool(pool).with_device(dev),
+                self.lvm.vg_extend(pool, &missing),
+            )
+            .await?;
+        }
+        let vg = self
+            .our_vg(OP, pool)
+            .await?
+            .ok_or_else(|| Error::PoolNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+            })?;
+        self.build_pool_info(OP, &vg).await
+    }
+
+    async fn pool_info(&self, pool: &str) -> Result<Option<PoolInfo>> {
+        const OP: &str = "pool info";
+        validate_pool(pool)?;
+        match self.our_vg(OP, pool).await? {
+            Some(vg) => Ok(Some(self.build_pool_info(OP, &vg).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_pools(&self) -> Result<Vec<PoolInfo>> {
+        const OP: &str = "list pools";
+        let mut out = Vec::new();
+        for vg in self.our_vgs(OP).await? {
+            out.push(self.build_pool_info(OP, &vg).await?);
+        }
+        Ok(out)
+    }
+
+    async fn create_volume(
+        &self,
+        pool: &str,
+        volume: &str,
+        size_bytes: u64,
+        opts: &VolumeOptions,
+    ) -> Result<VolumeInfo> {
+        const OP: &str = "create volume";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        if opts.thin {
+            return Err(Error::Unsupported {
+                op: OP,
+                engine: ENGINE,
+                detail: Some("thin provisioning is not implemented yet".into()),
+            });
+        }
+        let _g = self.lock.lock().await;
+        let vg = self
+            .our_vg(OP, pool)
+            .await?
+            .ok_or_else(|| Error::PoolNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+            })?;
+        let size = round_up_to_extent(size_bytes, vg.extent_size);
+        let stripes = if opts.striped { vg.pv_count.max(1) } else { 1 };
+        let matches = |l: &LvReport| l.size >= size && (l.stripes == stripes || !opts.striped);
+        if let Some(l) = self.lv(OP, pool, volume).await? {
+            if matches(&l) {
+                return Ok(self.volume_info(&l));
+            }
+            return Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, volume),
+                message: format!(
+                    "exists with {} bytes and {} stripe(s); requested {} bytes and {} stripe(s)",
+                    l.size, l.stripes, size, stripes
+                ),
+            });
+        }
+        if size > vg.free {
+            return Err(insufficient(OP, pool, volume, size, vg.free));
+        }
+        if stripes > 1 {
+            // Each PV must hold one stripe's share.
+            let share = size / u64::from(stripes);
+            let pvs = self.pvs(OP).await?;
+            let min_free = pvs
+                .iter()
+                .filter(|p| p.vg_name == pool)
+                .map(|p| p.free)
+                .min()
+                .unwrap_or(0);
+            if share > min_free {
+                return Err(insufficient(
+                    OP,
+                    pool,
+                    volume,
+                    size,
+                    min_free * u64::from(stripes),
+                ));
+            }
+        }
+        let create = self
+            .lvm
+            .lv_create(pool, volume, size, stripes, &self.cfg.tag);
+        match self.run(OP, Context::volume(pool, volume), create).await {
+            Ok(_) => {}
+            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
+            Err(Error::Command { source, .. })
+                if stderr_has(&source, "insufficient") || stderr_has(&source, "not enough") =>
+            {
+                return Err(insufficient(OP, pool, volume, size, vg.free));
+            }
+            Err(e) => return Err(e),
+        }
+        match self.lv(OP, pool, volume).await? {
+            Some(l) if matches(&l) => Ok(self.volume_info(&l)),
+            Some(l) => Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, volume),
+                message: format!("exists with {} bytes and {} stripe(s)", l.size, l.stripes),
+            }),
+            None => Err(Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            }),
+        }
+    }
+
+    async fn delete_volume(&self, pool: &str, volume: &str) -> Result<()> {
+        const OP: &str = "delete volume";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        let _g = self.lock.lock().await;
+        let Some(l) = self.lv(OP, pool, volume).await? else {
+            return Ok(());
+        };
+        if l.open() {
+            return Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, volume).with_device(&l.path),
+                message: "the volume is open (mounted or in use); unmount it first".into(),
+            });
+        }
+        match self
+            .run(
+                OP,
+                Context::volume(pool, volume),
+                self.lvm.lv_remove(pool, volume),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Error::Command { source, .. })
+                if stderr_has(&source, "failed to find logical volume") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn extend_volume(&self, pool: &str, volume: &str, size_bytes: u64) -> Result<VolumeInfo> {
+        const OP: &str = "extend volume";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        let _g = self.lock.lock().await;
+        let vg = self
+            .our_vg(OP, pool)
+            .await?
+            .ok_or_else(|| Error::PoolNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+            })?;
+        let l = self
+            .lv(OP, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })?;
+        let size = round_up_to_extent(size_bytes, vg.extent_size);
+        if size == l.size {
+            return Ok(self.volume_info(&l));
+        }
+        if size < l.size {
+            return Err(Error::Shrink {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+                current: l.size,
+                requested: size,
+            });
+        }
+        if size - l.size > vg.free {
+            return Err(insufficient(OP, pool, volume, size - l.size, vg.free));
+        }
+        match self
+            .run(
+                OP,
+                Context::volume(pool, volume),
+                self.lvm.lv_extend(pool, volume, size),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::Command { source, .. }) if stderr_has(&source, "matches existing size") => {}
+            Err(Error::Command { source, .. })
+                if stderr_has(&source, "insufficient") || stderr_has(&source, "not enough") =>
+            {
+                return Err(insufficient(OP, pool, volume, size - l.size, vg.free));
+            }
+            Err(e) => return Err(e),
+        }
+        let l = self
+            .lv(OP, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })?;
+        Ok(self.volume_info(&l))
+    }
+
+    async fn stat_volume(&self, pool: &str, volume: &str) -> Result<Option<VolumeInfo>> {
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        Ok(self
+            .lv("stat volume", pool, volume)
+            .await?
+            .filter(|l| !l.is_snapshot())
+            .map(|l| self.volume_info(&l)))
+    }
+
+    async fn activate_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo> {
+        const OP: &str = "activate volume";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        let l = self
+            .lv(OP, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })?;
+        if l.active() {
+            return Ok(self.volume_info(&l));
+        }
+        self.run(
+            OP,
+            Context::volume(pool, volume),
+            self.lvm.lv_change_active(pool, volume, true),
+        )
+        .await?;
+        let l = self
+            .lv(OP, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })?;
+        Ok(self.volume_info(&l))
+    }
+
+    async fn deactivate_volume(&self, pool: &str, volume: &str) -> Result<()> {
+        const OP: &str = "deactivate volume";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        match self.lv(OP, pool, volume).await? {
+            Some(l) if l.active() => {
+                self.run(
+                    OP,
+                    Context::volume(pool, volume),
+                    self.lvm.lv_change_active(pool, volume, false),
+                )
+                .await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_volumes(&self, pool: Option<&str>) -> Result<Vec<VolumeInfo>> {
+        const OP: &str = "list volumes";
+        if let Some(p) = pool {
+            validate_pool(p)?;
+        }
+        let ours: BTreeSet<String> = self
+            .our_vgs(OP)
+            .await?
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        let lvs = self.all_lvs(OP, pool).await?;
+        Ok(lvs
+            .iter()
+            .filter(|l| ours.contains(&l.vg_name) && l.has_tag(&self.cfg.tag) && !l.is_snapshot())
+            .map(|l| self.volume_info(l))
+            .collect())
+    }
+
+    async fn create_snapshot(
+        &self,
+        pool: &str,
+        volume: &str,
+        snapshot: &str,
+        size_bytes: u64,
+    ) -> Result<SnapshotInfo> {
+        const OP: &str = "create snapshot";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        names::validate("snapshot", snapshot)?;
+        let _g = self.lock.lock().await;
+        let vg = self
+            .our_vg(OP, pool)
+            .await?
+            .ok_or_else(|| Error::PoolNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+            })?;
+        if let Some(s) = self.lv(OP, pool, snapshot).await? {
+            if s.is_snapshot() && s.origin == volume {
+                return Ok(snapshot_info(&s));
+            }
+            return Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, snapshot),
+                message: format!(
+                    "a volume named {snapshot} exists and is not a snapshot of {volume}"
+                ),
+            });
+        }
+        let origin = self
+            .lv(OP, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })?;
+        let size = round_up_to_extent(
+            if size_bytes == 0 {
+                origin.size
+            } else {
+                size_bytes
+            },
+            vg.extent_size,
+        );
+        if size > vg.free {
+            return Err(insufficient(OP, pool, snapshot, size, vg.free));
+        }
+        let c = self
+            .lvm
+            .lv_snapshot(pool, volume, snapshot, size, &self.cfg.tag);
+        match self.run(OP, Context::volume(pool, snapshot), c).await {
+            Ok(_) => {}
+            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
+            Err(e) => return Err(e),
+        }
+        let s = self
+            .lv(OP, pool, snapshot)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: snapshot.to_owned(),
+            })?;
+        Ok(snapshot_info(&s))
+    }
+
+    async fn delete_snapshot(&self, pool: &str, snapshot: &str) -> Result<()> {
+        const OP: &str = "delete snapshot";
+        validate_pool(pool)?;
+        names::validate("snapshot", snapshot)?;
+        let _g = self.lock.lock().await;
+        match self.lv(OP, pool, snapshot).await? {
+            None => Ok(()),
+            Some(s) if !s.is_snapshot() => Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, snapshot),
+                message: "not a snapshot; refusing to delete a volume as a snapshot".into(),
+            }),
+            Some(_) => match self
+                .run(
+                    OP,
+                    Context::volume(pool, snapshot),
+                    self.lvm.lv_remove(pool, snapshot),
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(Error::Command { source, .. })
+                    if stderr_has(&source, "failed to find logical volume") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    async fn list_snapshots(&self, pool: &str) -> Result<Vec<SnapshotInfo>> {
+        validate_pool(pool)?;
+        Ok(self
+            .all_lvs("list snapshots", Some(pool))
+            .await?
+            .iter()
+            .filter(|l| l.has_tag(&self.cfg.tag) && l.is_snapshot())
+            .map(snapshot_info)
+            .collect())
+    }
+
+    async fn restore_snapshot(
+        &self,
+        pool: &str,
+        snapshot: &str,
+        new_volume: &str,
+    ) -> Result<VolumeInfo> {
+        const OP: &str = "restore snapshot";
+        validate_pool(pool)?;
+        names::validate("snapshot", snapshot)?;
+        names::validate("volume", new_volume)?;
+        let s = self
+            .lv(OP, pool, snapshot)
+            .await?
+            .filter(|s| s.is_snapshot())
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: snapshot.to_owned(),
+            })?;
+        if s.snapshot_invalid {
+            return Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, snapshot),
+                message: "the snapshot is invalid (its change space overflowed)".into(),
+            });
+        }
+        // The origin's size is what the snapshot presents.
+        let origin = self
+            .lv(OP, pool, &s.origin)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: s.origin.clone(),
+            })?;
+        let existed = self.lv(OP, pool, new_volume).await?.is_some();
+        let v = self
+            .create_volume(pool, new_volume, origin.size, &VolumeOptions::default())
+            .await?;
+        if existed {
+            // A previous attempt may have crashed mid-copy: copying again is harmless.
+            tracing::info!(
+                pool,
+                snapshot,
+                new_volume,
+                "restore target exists; copying again"
+            );
+        }
+        self.activate_volume(pool, new_volume).await?;
+        let dd = Cmd::new("dd")
+            .arg(format!("if=/dev/{pool}/{snapshot}"))
+            .arg(format!("of={}", v.device_path.display()))
+            .args(["bs=4M", "oflag=direct", "conv=fsync"])
+            .timeout(Duration::from_secs(3600));
+        self.run(OP, Context::volume(pool, new_volume), dd).await?;
+        self.stat_volume(pool, new_volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op: OP,
+                pool: pool.to_owned(),
+                volume: new_volume.to_owned(),
+            })
+    }
+
+    async fn rollback_snapshot(&self, pool: &str, volume: &str, snapshot: &str) -> Result<()> {
+        const OP: &str = "rollback snapshot";
+        validate_pool(pool)?;
+        names::validate("volume", volume)?;
+        names::validate("snapshot", snapshot)?;
+        let _g = self.lock.lock().await;
+        let Some(s) = self.lv(OP, pool, snapshot).await? else {
+            // Merged (or never existed): the merge consumes the snapshot.
+            return Ok(());
+        };
+        if !s.is_snapshot() || s.origin != volume {
+            return Err(Error::Conflict {
+                op: OP,
+                ctx: Context::volume(pool, snapshot),
+                message: format!("not a snapshot of {volume}"),
+            });
+        }
+        if s.merging {
+            return Ok(());
+        }
+        self.run(
+            OP,
+            Context::volume(pool, snapshot),
+            self.lvm.lv_merge(pool, snapshot),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn snapshot_info(s: &LvReport) -> SnapshotInfo {
+    SnapshotInfo {
+        pool: s.vg_name.clone(),
+        name: s.name.clone(),
+        source_volume: s.origin.clone(),
+        size_bytes: s.size,
+        valid: !s.snapshot_invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,723 @@
+//! Tier-0 tests of the lvm engine against the recording runner: the exact command lines, the
+//! idempotency rules and the ownership rules.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hwameistor_exec::{Output, RecordingRunner};
+
+use super::*;
+use crate::config::LvmConfig;
+
+const VG: &str = "LocalStorage_PoolHDD";
+const MI: u64 = 1024 * 1024;
+
+fn engine() -> (RecordingRunner, LvmEngine) {
+    let fake = RecordingRunner::new();
+    let e = LvmEngine::new(Arc::new(fake.clone()), LvmConfig::default());
+    (fake, e)
+}
+
+fn argv(c: &Cmd) -> Vec<String> {
+    c.argv()
+}
+
+fn respond(fake: &RecordingRunner, c: &Cmd, out: Output) {
+    let a = argv(c);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    fake.respond(&refs, out);
+}
+
+fn respond_once(fake: &RecordingRunner, c: &Cmd, out: Output) {
+    let a = argv(c);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    fake.respond_once(&refs, out);
+}
+
+fn vgs_json(rows: &[(&str, u64, u64, u32, u32, &str)]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|(name, size, free, pvs, lvs, tags)| {
+            format!(
+                r#"{{"vg_name":"{name}", "vg_size":"{size}", "vg_free":"{free}", "vg_extent_size":"4194304", "vg_extent_count":"{}", "vg_free_count":"{}", "pv_count":"{pvs}", "lv_count":"{lvs}", "vg_tags":"{tags}"}}"#,
+                size / (4 * MI),
+                free / (4 * MI)
+            )
+        })
+        .collect();
+    format!(r#"{{"report":[{{"vg":[{}]}}]}}"#, rows.join(","))
+}
+
+fn pvs_json(rows: &[(&str, &str, u64, u64)]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|(name, vg, size, free)| {
+            format!(
+                r#"{{"pv_name":"{name}", "vg_name":"{vg}", "pv_size":"{size}", "pv_free":"{free}", "pv_tags":""}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"report":[{{"pv":[{}]}}]}}"#, rows.join(","))
+}
+
+/// (name, size, attr, tags, stripes, devices, origin)
+type LvRow<'a> = (&'a str, u64, &'a str, &'a str, u32, &'a str, &'a str);
+
+fn lvs_json(rows: &[LvRow]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|(name, size, attr, tags, stripes, devs, origin)| {
+            let seg = if *stripes > 1 { "striped" } else { "linear" };
+            format!(
+                r#"{{"vg_name":"{VG}", "lv_name":"{name}", "lv_path":"/dev/{VG}/{name}", "lv_size":"{size}", "lv_attr":"{attr}", "lv_tags":"{tags}", "stripes":"{stripes}", "segtype":"{seg}", "devices":"{devs}", "origin":"{origin}", "lv_snapshot_invalid":"", "lv_merging":""}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"report":[{{"lv":[{}]}}]}}"#, rows.join(","))
+}
+
+const TAG: &str = "hwameistor.io/managed";
+
+fn mutations(fake: &RecordingRunner) -> Vec<String> {
+    fake.command_lines()
+        .into_iter()
+        .filter(|l| !l.starts_with("vgs ") && !l.starts_with("pvs ") && !l.starts_with("lvs "))
+        .collect()
+}
+
+#[tokio::test]
+async fn creates_a_pool_from_disks() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond_once(&fake, &l.vgs(None), Output::ok(vgs_json(&[])));
+    respond(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 200 * MI, 200 * MI, 2, 0, TAG)])),
+    );
+    respond_once(&fake, &l.pvs(), Output::ok(pvs_json(&[])));
+    respond(
+        &fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[
+            ("/dev/sdb", VG, 100 * MI, 100 * MI),
+            ("/dev/sdc", VG, 100 * MI, 100 * MI),
+        ])),
+    );
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[])));
+    respond(
+        &fake,
+        &l.vg_create(VG, &[Path::new("/dev/sdb"), Path::new("/dev/sdc")], TAG),
+        Output::ok(""),
+    );
+    let info = e
+        .ensure_pool(
+            VG,
+            &["/dev/sdb".into(), "/dev/sdc".into(), "/dev/sdb".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mutations(&fake),
+        ["vgcreate -y --addtag hwameistor.io/managed LocalStorage_PoolHDD /dev/sdb /dev/sdc"]
+    );
+    assert_eq!(info.total_bytes, 200 * MI);
+    assert_eq!(info.free_bytes, 200 * MI);
+    assert_eq!(info.used_bytes, 0);
+    assert_eq!(info.extent_bytes, 4 * MI);
+    assert_eq!(info.disks.len(), 2);
+    assert_eq!(info.path, PathBuf::from("/dev/LocalStorage_PoolHDD"));
+}
+
+#[tokio::test]
+async fn extends_a_pool_only_with_new_disks_and_is_idempotent() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, TAG)])),
+    );
+    respond_once(
+        &fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[("/dev/sdb", VG, 100 * MI, 100 * MI)])),
+    );
+    respond(
+        &fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[
+            ("/dev/sdb", VG, 100 * MI, 100 * MI),
+            ("/dev/sdc", VG, 100 * MI, 100 * MI),
+        ])),
+    );
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[])));
+    respond(
+        &fake,
+        &l.vg_extend(VG, &[Path::new("/dev/sdc")]),
+        Output::ok(""),
+    );
+    e.ensure_pool(VG, &["/dev/sdb".into(), "/dev/sdc".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        mutations(&fake),
+        ["vgextend -y LocalStorage_PoolHDD /dev/sdc"]
+    );
+
+    // Run again: both disks are in the VG now, nothing to do.
+    e.ensure_pool(VG, &["/dev/sdb".into(), "/dev/sdc".into()])
+        .await
+        .unwrap();
+    assert_eq!(mutations(&fake).len(), 1);
+}
+
+#[tokio::test]
+async fn vgextend_failure_is_a_clear_error_with_stderr() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, TAG)])),
+    );
+    respond(
+        &fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[("/dev/sdb", VG, 100 * MI, 100 * MI)])),
+    );
+    respond(
+        &fake,
+        &l.vg_extend(VG, &[Path::new("/dev/sdx")]),
+        Output::failed(5, "  Device /dev/sdx excluded by a filter.\n"),
+    );
+    let err = e.ensure_pool(VG, &["/dev/sdx".into()]).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("ensure pool"), "{msg}");
+    assert!(msg.contains("LocalStorage_PoolHDD"), "{msg}");
+    assert!(msg.contains("/dev/sdx"), "{msg}");
+    assert!(msg.contains("excluded by a filter"), "{msg}");
+    assert_eq!(
+        err.command_stderr().map(str::trim),
+        Some("Device /dev/sdx excluded by a filter.")
+    );
+}
+
+#[tokio::test]
+async fn refuses_untagged_vgs_and_disks_of_other_vgs() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, "")])),
+    );
+    let err = e.ensure_pool(VG, &["/dev/sdb".into()]).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(e.pool_info(VG).await.is_err());
+    assert!(
+        e.list_pools().await.unwrap().is_empty(),
+        "untagged VG is not listed"
+    );
+
+    let (fake, e) = engine();
+    respond(&fake, &l.vgs(None), Output::ok(vgs_json(&[])));
+    respond(
+        &fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[("/dev/sdb", "rootvg", 100 * MI, 0)])),
+    );
+    let err = e.ensure_pool(VG, &["/dev/sdb".into()]).await.unwrap_err();
+    assert!(err.to_string().contains("rootvg"), "{err}");
+    assert!(mutations(&fake).is_empty());
+}
+
+#[tokio::test]
+async fn validates_names_before_argv() {
+    let (fake, e) = engine();
+    assert!(matches!(
+        e.create_volume(VG, "-rf", MI, &VolumeOptions::default())
+            .await,
+        Err(Error::InvalidName(_))
+    ));
+    assert!(matches!(
+        e.create_volume("rootvg", "pvc-1", MI, &VolumeOptions::default())
+            .await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        e.delete_volume(VG, "a/b").await,
+        Err(Error::InvalidName(_))
+    ));
+    assert!(fake.calls().is_empty());
+}
+
+fn pool_with_lvs(fake: &RecordingRunner, l: &Lvm, free: u64, lvs: &[LvRow]) {
+    respond(
+        fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 200 * MI, free, 2, lvs.len() as u32, TAG)])),
+    );
+    respond(
+        fake,
+        &l.pvs(),
+        Output::ok(pvs_json(&[
+            ("/dev/sdb", VG, 100 * MI, free / 2),
+            ("/dev/sdc", VG, 100 * MI, free / 2),
+        ])),
+    );
+    respond(fake, &l.lvs(Some(VG)), Output::ok(lvs_json(lvs)));
+}
+
+#[tokio::test]
+async fn create_rounds_to_extents_and_stripes_across_pvs() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
+        Output::ok(""),
+    );
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-2", 24 * MI, 2, TAG),
+        Output::ok(""),
+    );
+    // Before and after each create, lvs shows the LVs of that moment.
+    let after: &[LvRow] = &[
+        ("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", ""),
+        (
+            "pvc-2",
+            24 * MI,
+            "-wi-a-----",
+            TAG,
+            2,
+            "/dev/sdb(2),/dev/sdc(0)",
+            "",
+        ),
+    ];
+    let lvs = l.lvs(Some(VG));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&[])));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&after[..1])));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&after[..1])));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(after)));
+    pool_with_lvs(&fake, &l, 200 * MI, &[]);
+    let v = e
+        .create_volume(VG, "pvc-1", 5 * MI, &VolumeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(v.size_bytes, 8 * MI);
+    assert_eq!(
+        v.device_path,
+        PathBuf::from("/dev/LocalStorage_PoolHDD/pvc-1")
+    );
+    assert!(v.attrs.active);
+
+    let v = e
+        .create_volume(
+            VG,
+            "pvc-2",
+            21 * MI,
+            &VolumeOptions {
+                striped: true,
+                thin: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.attrs.stripes, 2);
+    assert_eq!(v.attrs.disks.len(), 2);
+    assert_eq!(
+        mutations(&fake),
+        [
+            "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-1 -L 8388608b LocalStorage_PoolHDD",
+            "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-2 -L 25165824b -i 2 LocalStorage_PoolHDD",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn create_is_idempotent_and_detects_mismatch() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(
+        &fake,
+        &l,
+        100 * MI,
+        &[("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", "")],
+    );
+    let v = e
+        .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(v.size_bytes, 8 * MI);
+    let err = e
+        .create_volume(VG, "pvc-1", 100 * MI, &VolumeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    let err = e
+        .create_volume(
+            VG,
+            "pvc-1",
+            8 * MI,
+            &VolumeOptions {
+                striped: true,
+                thin: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(mutations(&fake).is_empty());
+}
+
+#[tokio::test]
+async fn create_reports_insufficient_space_and_unsupported_thin() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(&fake, &l, 16 * MI, &[]);
+    let err = e
+        .create_volume(VG, "pvc-1", 17 * MI, &VolumeOptions::default())
+        .await
+        .unwrap_err();
+    match err {
+        Error::InsufficientSpace {
+            requested,
+            available,
+            ..
+        } => {
+            assert_eq!((requested, available), (20 * MI, 16 * MI));
+        }
+        other => panic!("{other}"),
+    }
+    // lvcreate's own complaint is mapped too.
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-2", 16 * MI, 1, TAG),
+        Output::failed(
+            5,
+            "  Volume group \"LocalStorage_PoolHDD\" has insufficient free space (3 extents): 4 required.\n",
+        ),
+    );
+    let err = e
+        .create_volume(VG, "pvc-2", 16 * MI, &VolumeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
+    let err = e
+        .create_volume(
+            VG,
+            "pvc-3",
+            MI,
+            &VolumeOptions {
+                striped: false,
+                thin: true,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                engine: EngineKind::Lvm,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn lvcreate_already_exists_is_success_when_it_matches() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    let lvs = l.lvs(Some(VG));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&[])));
+    respond_once(
+        &fake,
+        &lvs,
+        Output::ok(lvs_json(&[(
+            "pvc-1",
+            8 * MI,
+            "-wi-a-----",
+            TAG,
+            1,
+            "/dev/sdb(0)",
+            "",
+        )])),
+    );
+    pool_with_lvs(&fake, &l, 100 * MI, &[]);
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
+        Output::failed(
+            5,
+            "  Logical Volume \"pvc-1\" already exists in volume group \"LocalStorage_PoolHDD\"\n",
+        ),
+    );
+    let v = e
+        .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(v.size_bytes, 8 * MI);
+}
+
+#[tokio::test]
+async fn delete_rules() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(
+        &fake,
+        &l,
+        100 * MI,
+        &[
+            ("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", ""),
+            ("pvc-open", 8 * MI, "-wi-ao----", TAG, 1, "/dev/sdb(2)", ""),
+            ("foreign", 8 * MI, "-wi-a-----", "", 1, "/dev/sdc(0)", ""),
+        ],
+    );
+    respond(&fake, &l.lv_remove(VG, "pvc-1"), Output::ok(""));
+    e.delete_volume(VG, "pvc-1").await.unwrap();
+    // Missing: success, no command.
+    e.delete_volume(VG, "pvc-gone").await.unwrap();
+    assert!(matches!(
+        e.delete_volume(VG, "pvc-open").await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        e.delete_volume(VG, "foreign").await,
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(mutations(&fake), ["lvremove -y LocalStorage_PoolHDD/pvc-1"]);
+}
+
+#[tokio::test]
+async fn lvremove_failed_to_find_is_success() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(
+        &fake,
+        &l,
+        100 * MI,
+        &[("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", "")],
+    );
+    respond(
+        &fake,
+        &l.lv_remove(VG, "pvc-1"),
+        Output::failed(
+            5,
+            "  Failed to find logical volume \"LocalStorage_PoolHDD/pvc-1\"\n",
+        ),
+    );
+    e.delete_volume(VG, "pvc-1").await.unwrap();
+}
+
+#[tokio::test]
+async fn extend_rules() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(
+        &fake,
+        &l,
+        40 * MI,
+        &[("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", "")],
+    );
+    // Same size after rounding: nothing to do.
+    let v = e.extend_volume(VG, "pvc-1", 7 * MI).await.unwrap();
+    assert_eq!(v.size_bytes, 8 * MI);
+    assert!(mutations(&fake).is_empty());
+    // Shrink is refused.
+    let err = e.extend_volume(VG, "pvc-1", 4 * MI).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Shrink { current, requested, .. } if current == 8 * MI && requested == 4 * MI)
+    );
+    assert!(err.to_string().contains("shrinking"), "{err}");
+    // Too big.
+    let err = e.extend_volume(VG, "pvc-1", 100 * MI).await.unwrap_err();
+    assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
+    // Grow.
+    respond(&fake, &l.lv_extend(VG, "pvc-1", 16 * MI), Output::ok(""));
+    e.extend_volume(VG, "pvc-1", 13 * MI).await.unwrap();
+    assert_eq!(
+        mutations(&fake),
+        ["lvextend -y -L 16777216b LocalStorage_PoolHDD/pvc-1"]
+    );
+    // Missing volume.
+    assert!(matches!(
+        e.extend_volume(VG, "pvc-x", 16 * MI).await,
+        Err(Error::VolumeNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn lists_only_our_volumes_and_finds_orphans() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[
+            (VG, 200 * MI, 100 * MI, 2, 4, TAG),
+            ("rootvg", 100 * MI, 0, 1, 1, ""),
+        ])),
+    );
+    let all = format!(
+        r#"{{"report":[{{"lv":[
+        {{"vg_name":"rootvg","lv_name":"root","lv_size":"1048576","lv_attr":"-wi-ao----","lv_tags":"{TAG}"}},
+        {{"vg_name":"{VG}","lv_name":"pvc-a","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"{TAG}","stripes":"1"}},
+        {{"vg_name":"{VG}","lv_name":"pvc-b","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"{TAG}","stripes":"1"}},
+        {{"vg_name":"{VG}","lv_name":"manual","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"","stripes":"1"}},
+        {{"vg_name":"{VG}","lv_name":"snap-a","lv_size":"8388608","lv_attr":"swi-a-s---","lv_tags":"{TAG}","origin":"pvc-a"}}
+        ]}}]}}"#
+    );
+    respond(&fake, &l.lvs(None), Output::ok(all));
+    let names: Vec<String> = e
+        .list_volumes(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["pvc-a", "pvc-b"]);
+    let known: HashSet<String> = ["pvc-a".to_string()].into();
+    let orphans: Vec<String> = e
+        .find_orphans(&known)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(orphans, ["pvc-b"]);
+}
+
+#[tokio::test]
+async fn stat_of_missing_vg_is_none() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    respond(
+        &fake,
+        &l.lvs(Some(VG)),
+        Output::failed(
+            5,
+            "  Volume group \"LocalStorage_PoolHDD\" not found\n  Cannot process volume group LocalStorage_PoolHDD\n",
+        ),
+    );
+    assert_eq!(e.stat_volume(VG, "pvc-1").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn activation_commands() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    let lvs = l.lvs(Some(VG));
+    respond_once(
+        &fake,
+        &lvs,
+        Output::ok(lvs_json(&[(
+            "pvc-1",
+            8 * MI,
+            "-wi-------",
+            TAG,
+            1,
+            "/dev/sdb(0)",
+            "",
+        )])),
+    );
+    respond_once(
+        &fake,
+        &lvs,
+        Output::ok(lvs_json(&[(
+            "pvc-1",
+            8 * MI,
+            "-wi-a-----",
+            TAG,
+            1,
+            "/dev/sdb(0)",
+            "",
+        )])),
+    );
+    respond(
+        &fake,
+        &l.lv_change_active(VG, "pvc-1", true),
+        Output::ok(""),
+    );
+    let v = e.activate_volume(VG, "pvc-1").await.unwrap();
+    assert!(v.attrs.active);
+    respond_once(
+        &fake,
+        &lvs,
+        Output::ok(lvs_json(&[(
+            "pvc-1",
+            8 * MI,
+            "-wi-a-----",
+            TAG,
+            1,
+            "/dev/sdb(0)",
+            "",
+        )])),
+    );
+    respond(
+        &fake,
+        &l.lv_change_active(VG, "pvc-1", false),
+        Output::ok(""),
+    );
+    e.deactivate_volume(VG, "pvc-1").await.unwrap();
+    assert_eq!(
+        mutations(&fake),
+        [
+            "lvchange -ay LocalStorage_PoolHDD/pvc-1",
+            "lvchange -an LocalStorage_PoolHDD/pvc-1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn snapshot_create_and_rollback_commands() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    let lvs = l.lvs(Some(VG));
+    let with_snap: &[LvRow] = &[
+        ("pvc-1", 8 * MI, "owi-a-s---", TAG, 1, "/dev/sdb(0)", ""),
+        (
+            "snap-1",
+            4 * MI,
+            "swi-a-s---",
+            TAG,
+            1,
+            "/dev/sdc(0)",
+            "pvc-1",
+        ),
+    ];
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(with_snap)));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(with_snap)));
+    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
+    pool_with_lvs(&fake, &l, 100 * MI, &with_snap[..1]);
+    respond(
+        &fake,
+        &l.lv_snapshot(VG, "pvc-1", "snap-1", 4 * MI, TAG),
+        Output::ok(""),
+    );
+    let s = e
+        .create_snapshot(VG, "pvc-1", "snap-1", 3 * MI)
+        .await
+        .unwrap();
+    assert_eq!(s.source_volume, "pvc-1");
+    assert!(s.valid);
+
+    respond(&fake, &l.lv_merge(VG, "snap-1"), Output::ok(""));
+    e.rollback_snapshot(VG, "pvc-1", "snap-1").await.unwrap();
+    // The merged snapshot is gone: rollback again is a no-op.
+    e.rollback_snapshot(VG, "pvc-1", "snap-1").await.unwrap();
+    assert_eq!(
+        mutations(&fake),
+        [
+            "lvcreate -y --addtag hwameistor.io/managed -s -n snap-1 -L 4194304b -p r LocalStorage_PoolHDD/pvc-1",
+            "lvconvert -y --merge LocalStorage_PoolHDD/snap-1",
+        ]
+    );
+}
