@@ -100,9 +100,18 @@ pub fn md5_hex(data: &[u8]) -> String {
     format!("{:x}", md5::compute(data))
 }
 
-/// Whether `needle` occurs in `hay`.
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// Whether the text `needle` occurs anywhere on the device (or file) `dev`,
+/// read from the medium. Uses grep: a byte-by-byte scan in an unoptimised
+/// test binary under TCG takes seconds per MiB.
+pub fn device_contains(dev: &str, needle: &str) -> Result<bool> {
+    anyhow::ensure!(!needle.is_empty() && !needle.contains('\n'), "bad needle");
+    run(&["blockdev", "--flushbufs", dev])?;
+    let out = output(&["grep", "-a", "-F", "-q", "-e", needle, dev])?;
+    match out.code {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => anyhow::bail!("grep on {dev} failed: {}", out.stderr),
+    }
 }
 
 /// Reads `len` bytes from the start of a block device, bypassing nothing but
@@ -134,4 +143,85 @@ pub fn device_size(dev: &str) -> Result<u64> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(dev).with_context(|| format!("open {dev}"))?;
     Ok(f.seek(SeekFrom::End(0))?)
+}
+
+/// Undo stack for a test: commands pushed as resources are created run in
+/// reverse order on drop (also when the test panics), best effort.
+#[derive(Default)]
+pub struct Cleanup {
+    steps: Vec<Vec<String>>,
+}
+
+impl Cleanup {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a command to run at drop time.
+    pub fn push(&mut self, argv: &[&str]) {
+        self.steps
+            .push(argv.iter().map(|s| s.to_string()).collect());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        while let Some(step) = self.steps.pop() {
+            let argv: Vec<&str> = step.iter().map(String::as_str).collect();
+            cleanup(&argv);
+        }
+    }
+}
+
+/// LVM's `--config` for commands that activate LVs: no dmeventd in the guest.
+pub const LVM_NO_MONITOR: &str = "activation { monitoring = 0 }";
+
+/// Parses an LVM `--reportformat json` report and returns the rows of `kind`
+/// (`lv`, `vg`, `pv`).
+pub fn lvm_report(argv: &[&str], kind: &str) -> Result<Vec<serde_json::Value>> {
+    let out = run(argv)?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).with_context(|| format!("json of {argv:?}"))?;
+    let rows = v["report"][0][kind]
+        .as_array()
+        .with_context(|| format!("no report[0].{kind} in {}", out.stdout))?;
+    Ok(rows.clone())
+}
+
+/// A numeric field of an LVM json row (`--units b --nosuffix` prints strings).
+pub fn lvm_num(row: &serde_json::Value, field: &str) -> u64 {
+    row[field]
+        .as_str()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("field {field} of {row}"))
+}
+
+/// Prints how long each step of a test took (visible with `--nocapture` and
+/// on failure): under TCG these figures tell where tier-2 time goes.
+pub struct Laps {
+    name: &'static str,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Laps {
+    pub fn new(name: &'static str) -> Self {
+        let now = std::time::Instant::now();
+        Laps {
+            name,
+            start: now,
+            last: now,
+        }
+    }
+
+    pub fn lap(&mut self, step: &str) {
+        let now = std::time::Instant::now();
+        println!(
+            "[{}] {step}: {:.2}s (total {:.1}s)",
+            self.name,
+            (now - self.last).as_secs_f64(),
+            (now - self.start).as_secs_f64()
+        );
+        self.last = now;
+    }
 }
