@@ -430,32 +430,32 @@ impl LvmParams {
                 reason: "thin volumes cannot be converted to HA".into(),
             });
         }
-        if let Some(v) = p.remove(keys::STRIPED) {
-            if parse_bool(keys::STRIPED, &v)? {
-                return Err(ParamError::unsupported(
-                    keys::STRIPED,
-                    &v,
-                    "volumes are allocated linearly (one stripe); use \"false\" or omit it",
-                ));
-            }
+        if let Some(v) = p.remove(keys::STRIPED)
+            && parse_bool(keys::STRIPED, &v)?
+        {
+            return Err(ParamError::unsupported(
+                keys::STRIPED,
+                &v,
+                "volumes are allocated linearly (one stripe); use \"false\" or omit it",
+            ));
         }
-        if let Some(v) = p.remove(keys::VOLUME_KIND) {
-            if !v.trim().eq_ignore_ascii_case("LVM") {
-                return Err(ParamError::unsupported(
-                    keys::VOLUME_KIND,
-                    &v,
-                    "only \"LVM\" exists",
-                ));
-            }
+        if let Some(v) = p.remove(keys::VOLUME_KIND)
+            && !v.trim().eq_ignore_ascii_case("LVM")
+        {
+            return Err(ParamError::unsupported(
+                keys::VOLUME_KIND,
+                &v,
+                "only \"LVM\" exists",
+            ));
         }
-        if let Some(v) = p.remove(keys::POOL_TYPE) {
-            if !v.trim().eq_ignore_ascii_case("REGULAR") {
-                return Err(ParamError::unsupported(
-                    keys::POOL_TYPE,
-                    &v,
-                    "only \"REGULAR\" exists",
-                ));
-            }
+        if let Some(v) = p.remove(keys::POOL_TYPE)
+            && !v.trim().eq_ignore_ascii_case("REGULAR")
+        {
+            return Err(ParamError::unsupported(
+                keys::POOL_TYPE,
+                &v,
+                "only \"REGULAR\" exists",
+            ));
         }
         let fs_type = match p.remove(keys::FS_TYPE) {
             None => None,

@@ -434,26 +434,48 @@ impl ControllerService {
                 && n.pool(class)
                     .is_some_and(|p| p.max_volume_bytes >= bytes && p.free_volume_count > 0)
         };
-        let allowed = |name: &str| requisite.is_empty() || requisite.iter().any(|r| r == name);
-        let mut chosen: Vec<String> = preferred
-            .iter()
-            .filter(|p| allowed(p))
-            .filter(|p| nodes.iter().any(|n| &n.node == *p && fits(n)))
-            .cloned()
-            .collect();
+        let want = params.replicas();
+        let fitting = |name: &str| nodes.iter().any(|n| n.node == name && fits(n));
+        // The spec's rule: with at least as many replicas as requisite topologies, every
+        // requisite node gets a replica and the rest may go anywhere; with fewer, all go to
+        // requisite nodes. Preferred nodes (the CO's scheduled node first) come first.
+        let must_all = !requisite.is_empty() && want >= requisite.len();
+        let mut chosen: Vec<String> = Vec::new();
+        if must_all {
+            for r in requisite {
+                if !fitting(r) {
+                    return Err(Error::Exhausted {
+                        reason: format!(
+                            "node {r:?} has no ready {class} pool with {bytes} bytes and a free volume slot"
+                        ),
+                    });
+                }
+            }
+            chosen.extend(preferred.iter().filter(|p| requisite.contains(p)).cloned());
+            chosen.extend(
+                requisite
+                    .iter()
+                    .filter(|r| !chosen.contains(r))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        } else {
+            let allowed = |name: &str| requisite.is_empty() || requisite.iter().any(|r| r == name);
+            chosen.extend(
+                preferred
+                    .iter()
+                    .filter(|p| allowed(p) && fitting(p))
+                    .cloned(),
+            );
+        }
+        let scope_ok =
+            |name: &str| must_all || requisite.is_empty() || requisite.iter().any(|r| r == name);
         let mut rest: Vec<&NodeCapacity> = nodes
             .iter()
-            .filter(|n| allowed(&n.node) && fits(n) && !chosen.contains(&n.node))
+            .filter(|n| scope_ok(&n.node) && fits(n) && !chosen.contains(&n.node))
             .collect();
         rest.sort_by_key(|n| std::cmp::Reverse(n.pool(class).map(|p| p.free_bytes).unwrap_or(0)));
         chosen.extend(rest.into_iter().map(|n| n.node.clone()));
-        // The CO's first choice (the scheduled node) must host the primary replica.
-        if let Some(first) = preferred.first().filter(|p| allowed(p)) {
-            if chosen.first() != Some(first) && requisite.len() == 1 {
-                chosen.clear();
-            }
-        }
-        let want = params.replicas();
         if chosen.len() < want {
             let scope = if requisite.is_empty() {
                 "any node".to_string()
@@ -658,15 +680,13 @@ impl ControllerService {
                 ),
             });
         }
-        if let (VolumeParams::Lvm(a), VolumeParams::Lvm(b)) = (&vol.spec.params, &wanted.params) {
-            if a.pool_class != b.pool_class || a.thin != b.thin {
-                return Err(Error::InvalidField {
-                    field: "volume_content_source",
-                    reason: format!(
-                        "the source {volume_id:?} is in another pool class or thin mode"
-                    ),
-                });
-            }
+        if let (VolumeParams::Lvm(a), VolumeParams::Lvm(b)) = (&vol.spec.params, &wanted.params)
+            && (a.pool_class != b.pool_class || a.thin != b.thin)
+        {
+            return Err(Error::InvalidField {
+                field: "volume_content_source",
+                reason: format!("the source {volume_id:?} is in another pool class or thin mode"),
+            });
         }
         let nodes: Vec<String> = vol
             .spec
@@ -1296,13 +1316,13 @@ impl Controller for ControllerService {
                 message: unsupported.join("; "),
             }));
         }
-        if !req.parameters.is_empty() {
-            if let Err(e) = self.parse_params(&req.parameters) {
-                return Ok(Response::new(ValidateVolumeCapabilitiesResponse {
-                    confirmed: None,
-                    message: e.to_string(),
-                }));
-            }
+        if !req.parameters.is_empty()
+            && let Err(e) = self.parse_params(&req.parameters)
+        {
+            return Ok(Response::new(ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: e.to_string(),
+            }));
         }
         Ok(Response::new(ValidateVolumeCapabilitiesResponse {
             confirmed: Some(validate_volume_capabilities_response::Confirmed {
