@@ -195,17 +195,24 @@ pub(crate) async fn delete<K: Object>(api: &Api<K>, name: &str) -> Result<Deleti
                 Deletion::Deleted(obj)
             })
         }
-        // A Status instead of the object: the object is gone but we have no last state to
-        // return, which `Deletion::Deleted` promises.
-        Err(status) => Err(Error::Backend {
-            kind: kind::<K>(),
-            name: name.to_string(),
-            operation: "delete",
-            source: Box::new(BackendError::Other(format!(
-                "the API server returned a Status instead of the deleted object: {}",
-                status.message
-            ))),
-        }),
+        // A Status instead of the object (core kinds deleted at once): the object is gone.
+        // We no longer have its last state, so return the identity the Status names.
+        Err(status) => {
+            let uid = status.details.map(|d| d.uid).filter(|u| !u.is_empty());
+            let minimal = serde_json::json!({
+                "apiVersion": K::api_version(&()),
+                "kind": K::kind(&()),
+                "metadata": { "name": name, "uid": uid },
+            });
+            serde_json::from_value(minimal)
+                .map(Deletion::Deleted)
+                .map_err(|e| Error::Backend {
+                    kind: kind::<K>(),
+                    name: name.to_string(),
+                    operation: "delete (object deleted; reading the server's Status failed)",
+                    source: Box::new(BackendError::Json(e)),
+                })
+        }
     }
 }
 

@@ -216,7 +216,9 @@ impl<K> Event<K> {
 /// What [`Objects::delete`] did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Deletion<K> {
-    /// The object had no finalizers and is gone; this was its last state.
+    /// The object had no finalizers and is gone; this was its last state. (When the API
+    /// server answers a delete with a `Status` instead of the object, as it does for some
+    /// core kinds, only name and uid are filled in.)
     Deleted(K),
     /// The object has finalizers: it now carries `deletionTimestamp` and stays until a write
     /// removes its last finalizer.
