@@ -332,6 +332,21 @@ impl CapacityLedger {
         Ok(rounded)
     }
 
+    /// Record an existing commitment without checking it (rebuilding the ledger from objects:
+    /// a volume already placed on `node` keeps its claim even if the pool is now short).
+    /// Keeps the larger of an existing and the new reservation. Returns the rounded size.
+    pub fn record(&mut self, node: &str, pool: &str, volume: &str, bytes: u64) -> u64 {
+        let rounded = round_up_to_extent(bytes);
+        let key = ReservationKey {
+            node: node.to_owned(),
+            pool: pool.to_owned(),
+            volume: volume.to_owned(),
+        };
+        let slot = self.reservations.entry(key).or_insert(0);
+        *slot = (*slot).max(rounded);
+        *slot
+    }
+
     /// Drop the reservation of `volume` on `node` (creation failed or the replica is gone).
     pub fn release(&mut self, node: &str, volume: &str) {
         self.reservations

@@ -1,0 +1,716 @@
+//! Cluster side: the LocalVolume state machine, replica placement with the capacity ledger,
+//! LocalVolumeGroup co-location, and LocalStorageNode liveness.
+//!
+//! Placement is serialised by one lock: each allocation rebuilds the
+//! [`CapacityLedger`] from the store (node reports plus every placed volume's `spec.config` as
+//! a reservation), plans, and writes `spec.config` before the lock is released. The next
+//! allocation therefore sees the previous one, however many volumes arrive at once and before
+//! any node has reported them, and a restarted controller rebuilds the same ledger.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hwameistor_api::{
+    LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeGroup, LocalVolumeReplica,
+    LocalVolumeReplicaSpec, VolumeConfig, VolumeReplicaConfig,
+};
+use hwameistor_core::placement::{
+    CapacityLedger, MAX_VOLUMES_PER_POOL, NodeReport, PlacementRequest, PoolReport,
+    plan_and_reserve,
+};
+use hwameistor_core::types::{NodeState, ReplicaState, VolumeState};
+use hwameistor_core::volume::{
+    ConfigView, ReplicaSummary, VolumeStep, VolumeView, node_state, round_up_to_extent, volume_step,
+};
+use hwameistor_store::Store;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::util::{StoreExt, age_secs, controller_for, random_suffix, run_controller, touched};
+use super::{ANNOTATION_HEARTBEAT, Error, Result, expand};
+
+/// Most steps applied in one pass.
+const MAX_STEPS: usize = 8;
+
+/// Configuration of the cluster controllers.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// A node whose heartbeat is older than this is Offline.
+    pub offline_after: Duration,
+    /// How often node liveness is evaluated.
+    pub liveness_interval: Duration,
+    /// How often a volume is re-checked without changes.
+    pub resync_interval: Duration,
+    /// Retry delay when a volume cannot be placed (no capacity yet).
+    pub placement_retry: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            offline_after: Duration::from_secs(60),
+            liveness_interval: Duration::from_secs(10),
+            resync_interval: Duration::from_secs(60),
+            placement_retry: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared state of the cluster controllers.
+#[derive(Debug)]
+pub struct ClusterCtx {
+    pub cfg: ClusterConfig,
+    pub store: Store,
+    /// Serialises placement (see the module docs).
+    alloc: Mutex<()>,
+}
+
+impl ClusterCtx {
+    pub fn new(cfg: ClusterConfig, store: Store) -> Arc<Self> {
+        Arc::new(ClusterCtx {
+            cfg,
+            store,
+            alloc: Mutex::new(()),
+        })
+    }
+}
+
+/// Run the LocalVolume and LocalVolumeExpand controllers and the node liveness loop until
+/// `shutdown`.
+pub async fn run_cluster_controllers(
+    cfg: ClusterConfig,
+    store: Store,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let ctx = ClusterCtx::new(cfg, store);
+    let volumes = controller_for(ctx.store.all::<LocalVolume>()).watches_stream(
+        touched(ctx.store.all::<LocalVolumeReplica>()),
+        |r: LocalVolumeReplica| Some(ObjectRef::<LocalVolume>::new(&r.spec.volume_name)),
+    );
+    let expands = controller_for(ctx.store.all::<LocalVolumeExpand>()).watches_stream(
+        touched(ctx.store.all::<LocalVolume>()),
+        // The expand object is named after its volume.
+        |v: LocalVolume| {
+            v.metadata
+                .name
+                .map(|n| ObjectRef::<LocalVolumeExpand>::new(&n))
+        },
+    );
+    let liveness = {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                if let Err(e) = check_liveness(&ctx).await {
+                    tracing::warn!(error = %e, "node liveness check failed");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(ctx.cfg.liveness_interval) => {}
+                }
+            }
+        }
+    };
+    tokio::join!(
+        run_controller(
+            "localvolume",
+            volumes,
+            reconcile_volume,
+            ctx.clone(),
+            shutdown.clone()
+        ),
+        run_controller(
+            "localvolumeexpand",
+            expands,
+            expand::reconcile_expand,
+            ctx.clone(),
+            shutdown.clone()
+        ),
+        liveness,
+    );
+    Ok(())
+}
+
+/// Set each LocalStorageNode Ready/Offline from its heartbeat age (Maintain is kept). Ready
+/// replicas on an Offline node become NotReady.
+pub async fn check_liveness(ctx: &ClusterCtx) -> Result<()> {
+    let lsns = ctx.store.all::<LocalStorageNode>();
+    let list = lsns
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalStorageNode", "*")?;
+    let offline_after = ctx.cfg.offline_after.as_secs().max(1);
+    let mut offline = BTreeSet::new();
+    for lsn in list.items {
+        let name = lsn.metadata.name.clone().unwrap_or_default();
+        let current = lsn.status.as_ref().map(|s| s.state).unwrap_or_default();
+        let age = age_secs(
+            lsn.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_HEARTBEAT)),
+        );
+        let next = node_state(current, age, offline_after);
+        if next == NodeState::Offline {
+            offline.insert(name.clone());
+        }
+        if next != current {
+            tracing::info!(node = %name, from = %current, to = %next, heartbeat_age_secs = ?age, "node state changed");
+            lsns.patch_status(&name, &json!({"status": {"state": next}}))
+                .await
+                .ctx("patch status", "LocalStorageNode", &name)?;
+        }
+    }
+    if offline.is_empty() {
+        return Ok(());
+    }
+    let replicas = ctx.store.all::<LocalVolumeReplica>();
+    for r in replicas
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalVolumeReplica", "*")?
+        .items
+    {
+        let ready = r.status.as_ref().map(|s| s.state) == Some(ReplicaState::Ready);
+        if ready && offline.contains(&r.spec.node_name) {
+            let name = r.metadata.name.clone().unwrap_or_default();
+            replicas
+                .patch_status(&name, &json!({"status": {"state": ReplicaState::NotReady}}))
+                .await
+                .ctx("patch status", "LocalVolumeReplica", &name)?;
+        }
+    }
+    Ok(())
+}
+
+fn replicas_of<'a>(
+    all: &'a [LocalVolumeReplica],
+    volume: &'a str,
+) -> impl Iterator<Item = &'a LocalVolumeReplica> + 'a {
+    all.iter().filter(move |r| r.spec.volume_name == volume)
+}
+
+fn view_of(lv: &LocalVolume, replicas: &[&LocalVolumeReplica]) -> VolumeView {
+    VolumeView {
+        state: lv.status.as_ref().map(|s| s.state).unwrap_or_default(),
+        delete: lv.spec.delete || lv.metadata.deletion_timestamp.is_some(),
+        replica_number: lv.spec.replica_number.max(1) as usize,
+        required_bytes: lv.spec.required_capacity_bytes.max(0) as u64,
+        config: lv.spec.config.as_ref().map(|c| ConfigView {
+            nodes: c.replicas.iter().map(|r| r.hostname.clone()).collect(),
+            required_bytes: c.required_capacity_bytes.max(0) as u64,
+        }),
+        replicas: replicas
+            .iter()
+            .map(|r| {
+                let st = r.status.clone().unwrap_or_default();
+                ReplicaSummary {
+                    name: r.metadata.name.clone().unwrap_or_default(),
+                    node: r.spec.node_name.clone(),
+                    state: st.state,
+                    required_bytes: r.spec.required_capacity_bytes.max(0) as u64,
+                    allocated_bytes: st.allocated_capacity_bytes.max(0) as u64,
+                    delete: r.spec.delete,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Reconcile one LocalVolume.
+pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Result<Action> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let volumes = ctx.store.all::<LocalVolume>();
+    let replicas_api = ctx.store.all::<LocalVolumeReplica>();
+    for _ in 0..MAX_STEPS {
+        let Some(lv) = volumes
+            .get_opt(&name)
+            .await
+            .ctx("get", "LocalVolume", &name)?
+        else {
+            return Ok(Action::await_change());
+        };
+        let all = replicas_api
+            .list(&Default::default())
+            .await
+            .ctx("list", "LocalVolumeReplica", "*")?
+            .items;
+        let mine: Vec<&LocalVolumeReplica> = replicas_of(&all, &name).collect();
+
+        // Live QoS changes follow the volume.
+        if !lv.spec.delete {
+            for r in mine
+                .iter()
+                .filter(|r| !r.spec.delete && r.spec.volume_qos != lv.spec.volume_qos)
+            {
+                let rname = r.metadata.name.clone().unwrap_or_default();
+                replicas_api
+                    .patch(&rname, &json!({"spec": {"volumeQoS": lv.spec.volume_qos}}))
+                    .await
+                    .ctx("patch", "LocalVolumeReplica", &rname)?;
+            }
+        }
+
+        let step = volume_step(&view_of(&lv, &mine));
+        tracing::debug!(volume = %name, ?step, "volume step");
+        match step {
+            VolumeStep::Wait => return Ok(Action::requeue(ctx.cfg.resync_interval)),
+            VolumeStep::SetState(state) => {
+                volumes
+                    .patch_status(&name, &json!({"status": {"state": state}}))
+                    .await
+                    .ctx("patch status", "LocalVolume", &name)?;
+            }
+            VolumeStep::Allocate => {
+                if let Err(e) = allocate(&ctx, &name).await {
+                    match e {
+                        Error::Placement { .. } => {
+                            tracing::warn!(volume = %name, error = %e, "cannot place volume yet");
+                            return Ok(Action::requeue(ctx.cfg.placement_retry));
+                        }
+                        other => return Err(other),
+                    }
+                }
+            }
+            VolumeStep::CreateReplicas(nodes) => {
+                let config = lv.spec.config.clone().unwrap_or_default();
+                for node in nodes {
+                    let replica = LocalVolumeReplica::new(
+                        &format!("{name}-{}", random_suffix()),
+                        LocalVolumeReplicaSpec {
+                            volume_name: name.clone(),
+                            pool_name: lv.spec.pool_name.clone(),
+                            node_name: node.clone(),
+                            required_capacity_bytes: config.required_capacity_bytes,
+                            volume_qos: lv.spec.volume_qos.clone(),
+                            volume_encrypt: lv.spec.volume_encrypt.clone(),
+                            thin: lv.spec.thin,
+                            thin_origin_volume: None,
+                            delete: false,
+                        },
+                    );
+                    let created = replicas_api.create(&replica).await.ctx(
+                        "create",
+                        "LocalVolumeReplica",
+                        &name,
+                    )?;
+                    tracing::info!(volume = %name, %node, replica = ?created.metadata.name, "replica created");
+                }
+            }
+            VolumeStep::ResizeReplicas { names, bytes } => {
+                for r in names {
+                    replicas_api
+                        .patch(&r, &json!({"spec": {"requiredCapacityBytes": bytes}}))
+                        .await
+                        .ctx("patch", "LocalVolumeReplica", &r)?;
+                }
+            }
+            VolumeStep::DeleteReplicas(names) => {
+                for r in names {
+                    replicas_api
+                        .patch(&r, &json!({"spec": {"delete": true}}))
+                        .await
+                        .ctx("patch", "LocalVolumeReplica", &r)?;
+                }
+            }
+            VolumeStep::MarkReady { allocated_bytes } => {
+                let names: Vec<String> = mine
+                    .iter()
+                    .filter_map(|r| r.metadata.name.clone())
+                    .collect();
+                let nodes: Vec<String> = lv
+                    .spec
+                    .config
+                    .as_ref()
+                    .map(|c| c.replicas.iter().map(|r| r.hostname.clone()).collect())
+                    .unwrap_or_default();
+                if lv.spec.accessibility.nodes != nodes {
+                    volumes
+                        .patch(&name, &json!({"spec": {"accessibility": {"nodes": nodes}}}))
+                        .await
+                        .ctx("patch", "LocalVolume", &name)?;
+                }
+                volumes
+                    .patch_status(
+                        &name,
+                        &json!({"status": {
+                            "state": VolumeState::Ready,
+                            "allocatedCapacityBytes": allocated_bytes,
+                            "replicas": names,
+                        }}),
+                    )
+                    .await
+                    .ctx("patch status", "LocalVolume", &name)?;
+                tracing::info!(volume = %name, allocated_bytes, "volume ready");
+            }
+            VolumeStep::Remove => {
+                match volumes.delete(&name).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e).ctx("delete", "LocalVolume", &name),
+                }
+                tracing::info!(volume = %name, "volume removed");
+                return Ok(Action::await_change());
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Build the capacity ledger from the store: node reports, and every placed volume (except
+/// `skip`) as a reservation on its config nodes.
+pub fn build_ledger(
+    lsns: &[LocalStorageNode],
+    volumes: &[LocalVolume],
+    replicas: &[LocalVolumeReplica],
+    skip: &str,
+) -> CapacityLedger {
+    let mut ledger = CapacityLedger::new();
+    // Reported size of (node, volume): the replica's allocated size, else the config size.
+    let mut sizes: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for r in replicas {
+        let alloc = r
+            .status
+            .as_ref()
+            .map(|s| s.allocated_capacity_bytes)
+            .unwrap_or(0);
+        if alloc > 0 {
+            sizes.insert(
+                (r.spec.node_name.as_str(), r.spec.volume_name.as_str()),
+                alloc as u64,
+            );
+        }
+    }
+    let config_size: BTreeMap<&str, u64> = volumes
+        .iter()
+        .filter_map(|v| {
+            let c = v.spec.config.as_ref()?;
+            Some((
+                v.metadata.name.as_deref()?,
+                c.required_capacity_bytes.max(0) as u64,
+            ))
+        })
+        .collect();
+    for lsn in lsns {
+        let Some(node) = lsn.metadata.name.as_deref() else {
+            continue;
+        };
+        let status = lsn.status.clone().unwrap_or_default();
+        let pools = status
+            .pools
+            .iter()
+            .map(|(pname, p)| {
+                let volumes = p
+                    .volumes
+                    .iter()
+                    .map(|v| {
+                        let size = sizes
+                            .get(&(node, v.as_str()))
+                            .copied()
+                            .or_else(|| config_size.get(v.as_str()).copied())
+                            .unwrap_or(0);
+                        (v.clone(), size)
+                    })
+                    .collect();
+                let report = PoolReport {
+                    total_bytes: p.total_capacity_bytes.max(0) as u64,
+                    used_bytes: p.used_capacity_bytes.max(0) as u64,
+                    volume_bytes_limit: p.volume_capacity_bytes_limit.max(0) as u64,
+                    max_volumes: if p.total_volume_count > 0 {
+                        p.total_volume_count as u32
+                    } else {
+                        MAX_VOLUMES_PER_POOL
+                    },
+                    used_volumes: p.used_volume_count.max(0) as u32,
+                    volumes,
+                };
+                (pname.clone(), report)
+            })
+            .collect();
+        ledger.set_node(
+            node,
+            NodeReport {
+                ready: status.state == NodeState::Ready,
+                pools,
+            },
+        );
+    }
+    for v in volumes {
+        let Some(vname) = v.metadata.name.as_deref() else {
+            continue;
+        };
+        if vname == skip {
+            continue;
+        }
+        let Some(c) = v.spec.config.as_ref() else {
+            continue;
+        };
+        let state = v.status.as_ref().map(|s| s.state).unwrap_or_default();
+        if matches!(state, VolumeState::Deleted) {
+            continue;
+        }
+        for r in &c.replicas {
+            ledger.record(
+                &r.hostname,
+                &v.spec.pool_name,
+                vname,
+                c.required_capacity_bytes.max(0) as u64,
+            );
+        }
+    }
+    ledger.settle();
+    ledger
+}
+
+/// Place the missing replicas of `name` (and/or grow its config to the required size) and
+/// write `spec.config`. Serialised across all volumes.
+async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
+    let _guard = ctx.alloc.lock().await;
+    let volumes_api = ctx.store.all::<LocalVolume>();
+    let lv = volumes_api
+        .get(name)
+        .await
+        .ctx("get", "LocalVolume", name)?;
+    let lsns = ctx
+        .store
+        .all::<LocalStorageNode>()
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalStorageNode", "*")?
+        .items;
+    let volumes = volumes_api
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalVolume", "*")?
+        .items;
+    let replicas = ctx
+        .store
+        .all::<LocalVolumeReplica>()
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalVolumeReplica", "*")?
+        .items;
+    let mut ledger = build_ledger(&lsns, &volumes, &replicas, name);
+
+    let pool = lv.spec.pool_name.clone();
+    if pool.is_empty() {
+        return Err(Error::Invalid {
+            kind: "LocalVolume",
+            name: name.into(),
+            reason: "spec.poolName is empty".into(),
+        });
+    }
+    let required = round_up_to_extent(lv.spec.required_capacity_bytes.max(0) as u64);
+    let mut config = lv.spec.config.clone().unwrap_or_default();
+    let existing: Vec<String> = config.replicas.iter().map(|r| r.hostname.clone()).collect();
+    if required < config.required_capacity_bytes.max(0) as u64 {
+        return Err(Error::Invalid {
+            kind: "LocalVolume",
+            name: name.into(),
+            reason: format!(
+                "shrinking is not supported: spec.requiredCapacityBytes {required} < placed {}",
+                config.required_capacity_bytes
+            ),
+        });
+    }
+    // Existing replicas keep their claim and must fit the (possibly larger) size.
+    for node in &existing {
+        ledger.record(
+            node,
+            &pool,
+            name,
+            config.required_capacity_bytes.max(0) as u64,
+        );
+        ledger
+            .reserve(node, &pool, name, required)
+            .map_err(|source| Error::Placement {
+                volume: name.into(),
+                source,
+            })?;
+    }
+
+    // Co-location with the volume group.
+    let mut group_nodes: Vec<String> = Vec::new();
+    let group = if lv.spec.volume_group.is_empty() {
+        None
+    } else {
+        ctx.store
+            .all::<LocalVolumeGroup>()
+            .get_opt(&lv.spec.volume_group)
+            .await
+            .ctx("get", "LocalVolumeGroup", &lv.spec.volume_group)?
+    };
+    if !lv.spec.volume_group.is_empty() {
+        if let Some(g) = &group {
+            group_nodes = g.spec.accessibility.nodes.clone();
+        }
+        if group_nodes.is_empty() {
+            // Nodes of the group's volumes that are already placed.
+            for v in volumes
+                .iter()
+                .filter(|v| v.spec.volume_group == lv.spec.volume_group)
+            {
+                if v.metadata.name.as_deref() == Some(name) {
+                    continue;
+                }
+                for r in v.spec.config.iter().flat_map(|c| c.replicas.iter()) {
+                    if !group_nodes.contains(&r.hostname) {
+                        group_nodes.push(r.hostname.clone());
+                    }
+                }
+            }
+        }
+    }
+    let req = PlacementRequest {
+        volume: name.into(),
+        pool: pool.clone(),
+        required_bytes: required,
+        replicas: lv.spec.replica_number.max(1) as usize,
+        existing: existing.clone(),
+        preferred: lv.spec.accessibility.nodes.clone(),
+        group_nodes,
+    };
+    let new_nodes = plan_and_reserve(&mut ledger, &req).map_err(|source| Error::Placement {
+        volume: name.into(),
+        source,
+    })?;
+
+    let storage_ip: BTreeMap<String, String> = lsns
+        .iter()
+        .filter_map(|l| Some((l.metadata.name.clone()?, l.spec.storage_ip.clone())))
+        .collect();
+    let mut used_ids: BTreeSet<i64> = config.replicas.iter().map(|r| r.id).collect();
+    for node in &new_nodes {
+        let id = (1..).find(|i| !used_ids.contains(i)).unwrap_or(1);
+        used_ids.insert(id);
+        config.replicas.push(VolumeReplicaConfig {
+            id,
+            hostname: node.clone(),
+            ip: storage_ip.get(node).cloned().unwrap_or_default(),
+            primary: false,
+        });
+    }
+    let primary = lv
+        .spec
+        .accessibility
+        .nodes
+        .first()
+        .cloned()
+        .or_else(|| config.replicas.first().map(|r| r.hostname.clone()));
+    if !config.replicas.iter().any(|r| r.primary) {
+        for r in &mut config.replicas {
+            r.primary = Some(&r.hostname) == primary.as_ref();
+        }
+    }
+    let ha = lv.spec.replica_number > 1 || lv.spec.convertible;
+    let resource_id = if !ha {
+        -1
+    } else if config.resource_id >= 0 && lv.spec.config.is_some() {
+        config.resource_id
+    } else {
+        // Lowest DRBD resource id no other volume uses.
+        let taken: BTreeSet<i64> = volumes
+            .iter()
+            .filter(|v| v.metadata.name.as_deref() != Some(name))
+            .filter_map(|v| v.spec.config.as_ref().map(|c| c.resource_id))
+            .filter(|id| *id >= 0)
+            .collect();
+        (0..).find(|i| !taken.contains(i)).unwrap_or(0)
+    };
+    let new_config = VolumeConfig {
+        version: config.version + 1,
+        volume_name: name.into(),
+        required_capacity_bytes: required as i64,
+        convertible: lv.spec.convertible,
+        resource_id,
+        ready_to_initialize: config.ready_to_initialize,
+        initialized: config.initialized,
+        replicas: config.replicas,
+    };
+    let mut updated = lv.clone();
+    updated.spec.config = Some(new_config.clone());
+    // Conditional on the resourceVersion we read: a concurrent change makes us retry.
+    volumes_api
+        .replace(&updated)
+        .await
+        .ctx("replace", "LocalVolume", name)?;
+    tracing::info!(volume = %name, nodes = ?new_config.replicas.iter().map(|r| &r.hostname).collect::<Vec<_>>(),
+        required_bytes = required, version = new_config.version, "volume placed");
+
+    // A group without nodes adopts this volume's.
+    if let Some(g) = group
+        && g.spec.accessibility.nodes.is_empty()
+    {
+        let gname = g.metadata.name.clone().unwrap_or_default();
+        let nodes: Vec<String> = new_config
+            .replicas
+            .iter()
+            .map(|r| r.hostname.clone())
+            .collect();
+        ctx.store
+            .all::<LocalVolumeGroup>()
+            .patch(
+                &gname,
+                &json!({"spec": {"accessibility": {"nodes": nodes}}}),
+            )
+            .await
+            .ctx("patch", "LocalVolumeGroup", &gname)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hwameistor_api::fixtures::lvm_pool;
+    use hwameistor_core::types::PoolClass;
+
+    const GIB: i64 = 1 << 30;
+    const POOL: &str = "LocalStorage_PoolHDD";
+
+    fn placed(name: &str, node: &str, bytes: i64) -> LocalVolume {
+        let mut v = LocalVolume::test(name);
+        v.spec.required_capacity_bytes = bytes;
+        v.spec.config = Some(VolumeConfig {
+            volume_name: name.into(),
+            required_capacity_bytes: bytes,
+            replicas: vec![VolumeReplicaConfig {
+                id: 1,
+                hostname: node.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        v
+    }
+
+    #[test]
+    fn ledger_counts_unreported_placements_once() {
+        let mut lsn = LocalStorageNode::test("n1");
+        let mut pool = lvm_pool(PoolClass::HDD, 10 * GIB);
+        pool.used_capacity_bytes = 2 * GIB;
+        pool.used_volume_count = 1;
+        pool.volumes = vec!["a".into()];
+        lsn.status.as_mut().unwrap().pools.insert(POOL.into(), pool);
+        let volumes = vec![
+            placed("a", "n1", 2 * GIB),
+            placed("b", "n1", 3 * GIB),
+            placed("c", "n1", GIB),
+        ];
+        let mut ra = LocalVolumeReplica::test("a", "n1");
+        ra.status.as_mut().unwrap().allocated_capacity_bytes = 2 * GIB;
+        let ledger = build_ledger(&[lsn.clone()], &volumes, &[ra.clone()], "c");
+        let u = ledger.usage("n1", POOL).unwrap();
+        // a is reported (2 GiB), b is placed but not reported (3 GiB), c is skipped.
+        assert_eq!(u.free_bytes, 5 * GIB as u64);
+        assert_eq!(u.committed_volumes, 2);
+        // An expansion of a in flight: config 4 GiB, reported 2 GiB → 2 GiB more committed.
+        let volumes = vec![placed("a", "n1", 4 * GIB), placed("b", "n1", 3 * GIB)];
+        let ledger = build_ledger(&[lsn], &volumes, &[ra], "");
+        assert_eq!(ledger.usage("n1", POOL).unwrap().free_bytes, 3 * GIB as u64);
+    }
+}

@@ -1,0 +1,120 @@
+//! LocalVolumeExpand: raise the volume's required capacity and wait until every replica has
+//! grown. Shrinking is refused (`Failed` with a message); `abort` ends the request.
+//!
+//! The volume controller does the work (new `spec.config`, replica sizes, node-side extend);
+//! this controller only moves the request along: `"" → Submitted → InProgress → Completed`,
+//! then deletes it so the next expansion of the same volume (same name) can be submitted.
+//! A `Failed` request stays, so its message can be read; delete it to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hwameistor_api::{LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
+use hwameistor_core::volume::{ExpandStep, ExpandView, ExpandVolumeView, expand_step};
+use kube::runtime::controller::Action;
+use serde_json::json;
+
+use super::Result;
+use super::cluster::ClusterCtx;
+use super::util::StoreExt;
+
+const MAX_STEPS: usize = 6;
+
+/// Reconcile one LocalVolumeExpand.
+pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>) -> Result<Action> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let expands = ctx.store.all::<LocalVolumeExpand>();
+    let volumes = ctx.store.all::<LocalVolume>();
+    for _ in 0..MAX_STEPS {
+        let Some(e) = expands
+            .get_opt(&name)
+            .await
+            .ctx("get", "LocalVolumeExpand", &name)?
+        else {
+            return Ok(Action::await_change());
+        };
+        let vname = e.spec.volume_name.clone();
+        let lv = volumes
+            .get_opt(&vname)
+            .await
+            .ctx("get", "LocalVolume", &vname)?;
+        let volume = match &lv {
+            None => None,
+            Some(lv) => {
+                let replicas = ctx
+                    .store
+                    .all::<LocalVolumeReplica>()
+                    .list(&Default::default())
+                    .await
+                    .ctx("list", "LocalVolumeReplica", "*")?
+                    .items;
+                Some(ExpandVolumeView {
+                    state: lv.status.as_ref().map(|s| s.state).unwrap_or_default(),
+                    required_bytes: lv.spec.required_capacity_bytes.max(0) as u64,
+                    replicas: replicas
+                        .iter()
+                        .filter(|r| r.spec.volume_name == vname && !r.spec.delete)
+                        .map(|r| {
+                            let s = r.status.clone().unwrap_or_default();
+                            (s.state, s.allocated_capacity_bytes.max(0) as u64)
+                        })
+                        .collect(),
+                })
+            }
+        };
+        let status = e.status.clone().unwrap_or_default();
+        let view = ExpandView {
+            state: status.state,
+            abort: e.spec.abort,
+            required_bytes: e.spec.required_capacity_bytes.max(0) as u64,
+            volume,
+        };
+        let step = expand_step(&view);
+        tracing::debug!(expand = %name, ?step, "expand step");
+        match step {
+            ExpandStep::Wait => return Ok(Action::requeue(Duration::from_secs(10))),
+            ExpandStep::SetState { state, message } => {
+                if state == hwameistor_core::types::OperationState::Failed {
+                    tracing::warn!(expand = %name, volume = %vname, %message, "volume expansion refused");
+                }
+                expands
+                    .patch_status(
+                        &name,
+                        &json!({"status": {"state": state, "message": message}}),
+                    )
+                    .await
+                    .ctx("patch status", "LocalVolumeExpand", &name)?;
+            }
+            ExpandStep::RaiseVolume { bytes } => {
+                volumes
+                    .patch(&vname, &json!({"spec": {"requiredCapacityBytes": bytes}}))
+                    .await
+                    .ctx("patch", "LocalVolume", &vname)?;
+                tracing::info!(expand = %name, volume = %vname, bytes, "volume capacity raised");
+            }
+            ExpandStep::Complete { allocated_bytes } => {
+                expands
+                    .patch_status(
+                        &name,
+                        &json!({"status": {
+                            "state": hwameistor_core::types::OperationState::Completed,
+                            "allocatedCapacityBytes": allocated_bytes,
+                            "message": "",
+                        }}),
+                    )
+                    .await
+                    .ctx("patch status", "LocalVolumeExpand", &name)?;
+                tracing::info!(expand = %name, volume = %vname, allocated_bytes, "volume expansion completed");
+            }
+            ExpandStep::Remove => {
+                match expands.delete(&name).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e).ctx("delete", "LocalVolumeExpand", &name),
+                }
+                return Ok(Action::await_change());
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_millis(100)))
+}
