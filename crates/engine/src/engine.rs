@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hwameistor_exec::{Cmd, Runner};
+use hwameistor_exec::{Cmd, Runner, SharedRunner};
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
@@ -202,6 +202,20 @@ pub async fn detect_engine(runner: &dyn Runner, cfg: &EngineConfig) -> Result<En
     let kind = choose_engine(facts, cfg.engine)?;
     tracing::info!(?facts, requested = ?cfg.engine, chosen = %kind, "volume engine selected");
     Ok(kind)
+}
+
+/// Build the engine of `kind` with its part of the configuration.
+pub fn build_engine(kind: EngineKind, runner: SharedRunner, cfg: &EngineConfig) -> SharedEngine {
+    match kind {
+        EngineKind::Lvm => Arc::new(crate::lvm::LvmEngine::new(runner, cfg.lvm.clone())),
+        EngineKind::File => Arc::new(crate::file::FileEngine::new(runner, cfg.file.clone())),
+    }
+}
+
+/// [`detect_engine`] then [`build_engine`]: what the node agent calls at start.
+pub async fn open_engine(runner: SharedRunner, cfg: &EngineConfig) -> Result<SharedEngine> {
+    let kind = detect_engine(runner.as_ref(), cfg).await?;
+    Ok(build_engine(kind, runner, cfg))
 }
 
 #[cfg(test)]

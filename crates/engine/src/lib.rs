@@ -46,6 +46,8 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod file;
+pub mod fs;
 pub mod lvm;
 pub mod types;
 
