@@ -49,6 +49,7 @@ pub mod error;
 pub mod file;
 pub mod fs;
 pub mod lvm;
+pub mod qos;
 pub mod types;
 
 pub use config::{EngineConfig, FileEngineConfig, HostPaths, LvmConfig, PoolFsType};
