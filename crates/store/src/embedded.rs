@@ -712,6 +712,10 @@ fn plan_write(
                 });
             }
             check_namespace(t, name, &obj)?;
+            // As for a CRD with the status subresource: status is not set by create.
+            if let Value::Object(m) = &mut obj {
+                m.remove("status");
+            }
             let meta = metadata_mut(&mut obj);
             for server_field in [
                 "deletionTimestamp",

@@ -216,12 +216,17 @@ pub(crate) async fn delete<K: Object>(api: &Api<K>, name: &str) -> Result<Deleti
     }
 }
 
+/// Pause before re-watching after a watch request that ended without any event.
+const EMPTY_WATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct KubeWatch<K> {
     api: Api<K>,
     selector: Selector,
     /// Resume point for the next watch request.
     resource_version: String,
     current: Option<futures::stream::BoxStream<'static, kube::Result<WatchEvent<K>>>>,
+    /// Events (bookmarks included) received on the current request.
+    received: usize,
     pending: VecDeque<Result<Event<K>>>,
     done: bool,
 }
@@ -241,6 +246,7 @@ pub(crate) async fn watch<K: Object>(
         selector: selector.clone(),
         resource_version: version.to_string(),
         current: None,
+        received: 0,
         pending: VecDeque::new(),
         done: false,
     };
@@ -261,6 +267,7 @@ impl<K: Object> KubeWatch<K> {
             .await
             .map_err(|e| map_error(e, kind::<K>(), "", &self.resource_version, "watch"))?;
         self.current = Some(stream.boxed());
+        self.received = 0;
         Ok(())
     }
 
@@ -282,9 +289,18 @@ impl<K: Object> KubeWatch<K> {
                 continue;
             };
             match stream.try_next().await {
-                Ok(Some(event)) => self.accept(event),
-                // The server closed this request (timeout): resume from where we are.
-                Ok(None) => self.current = None,
+                Ok(Some(event)) => {
+                    self.received += 1;
+                    self.accept(event);
+                }
+                // The server closed this request (timeout): resume from where we are. A
+                // request closed without any event is paced, not retried in a hot loop.
+                Ok(None) => {
+                    if self.received == 0 {
+                        tokio::time::sleep(EMPTY_WATCH_PAUSE).await;
+                    }
+                    self.current = None;
+                }
                 Err(e) => {
                     let err = map_error(e, kind::<K>(), "", &self.resource_version, "watch");
                     self.pending.push_back(Err(err));

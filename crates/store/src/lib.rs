@@ -35,6 +35,8 @@
 //!   objects have the empty namespace.
 //! - **create** fails with [`Error::AlreadyExists`]; the server assigns `resourceVersion`,
 //!   `uid`, `creationTimestamp` and `generation = 1`. `metadata.generateName` is honoured.
+//!   `.status` is not written by create (status-subresource semantics): write it afterwards
+//!   with `replace_status` / `patch_status`.
 //! - **replace** requires the caller's `metadata.resourceVersion` to equal the stored one,
 //!   else [`Error::Conflict`] (a missing resourceVersion is [`Error::Invalid`]: we never do
 //!   blind writes). Like a CRD with the status subresource, `replace` ignores `.status`, and

@@ -90,7 +90,14 @@ async fn create_get_list(mk: fn(u64) -> Fixture) {
     ));
     assert_eq!(widgets.get("w1").await.unwrap().spec.value, 1);
 
-    let second = widgets.create(&widget("w2", 2)).await.unwrap();
+    // Create does not set status (status subresource semantics).
+    let mut with_status = widget("w2", 2);
+    with_status.status = Some(WidgetStatus {
+        observed: Some(2),
+        phase: None,
+    });
+    let second = widgets.create(&with_status).await.unwrap();
+    assert_eq!(second.status, None);
     assert_ne!(second.metadata.uid, created.metadata.uid);
     assert_ne!(
         second.metadata.resource_version,
