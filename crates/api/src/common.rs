@@ -10,6 +10,25 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Schema transform helper: mark properties as required (for fields that have a serde default
+/// so that Rust tolerates their absence, but that the API declares required).
+pub(crate) fn require_fields(schema: &mut schemars::Schema, fields: &[&str]) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let required = obj
+        .entry("required")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(list) = required.as_array_mut() {
+        for f in fields {
+            if !list.iter().any(|v| v == f) {
+                list.push(serde_json::Value::String((*f).to_owned()));
+            }
+        }
+        list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    }
+}
+
 /// `skip_serializing_if` helper: the value equals its type's default.
 pub(crate) fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()

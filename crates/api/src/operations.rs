@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{default_true, is_default, is_false};
 
+/// `targetNodesSuggested` is required by the API (it may be empty) but tolerated when absent
+/// on input.
+fn require_target_nodes_suggested(schema: &mut schemars::Schema) {
+    crate::common::require_fields(schema, &["targetNodesSuggested"]);
+}
+
 fn default_convert_replicas() -> i64 {
     2
 }
@@ -140,13 +146,13 @@ pub struct LocalVolumeExpandStatus {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = require_target_nodes_suggested)]
 pub struct LocalVolumeMigrateSpec {
     pub volume_name: String,
     /// Node to move the replica away from.
     pub source_node: String,
     /// Preferred targets, in order; may be empty (the scheduler picks).
     #[serde(default)]
-    #[schemars(required)]
     pub target_nodes_suggested: Vec<String>,
     /// Migrate every volume of the volume's LocalVolumeGroup (default true).
     #[serde(default = "default_true")]

@@ -224,8 +224,11 @@ pub fn format_cell(v: Option<&Value>, type_: &str, now_unix: i64) -> String {
 }
 
 /// kubectl's human-readable duration (`HumanDuration`): `45s`, `5m31s`, `3h4m`, `28h`, `5d23h`,
-/// `53y`.
+/// `53y`; `<invalid>` for times more than a second in the future.
 pub fn format_age(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".to_owned();
+    }
     let s = secs.max(0);
     if s < 60 * 2 {
         return format!("{s}s");

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{VolumeAccessibility, is_default, is_false};
 
+/// `restoreType` is required by the API (the server fills the default `create`).
+fn require_restore_type(schema: &mut schemars::Schema) {
+    crate::common::require_fields(schema, &["restoreType"]);
+}
+
 /// Flags of a snapshot LV.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -189,6 +194,7 @@ pub struct LocalVolumeReplicaSnapshotStatus {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = require_restore_type)]
 pub struct LocalVolumeSnapshotRestoreSpec {
     /// Volume to write; for rollback it is forced to the snapshot's source volume.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -199,7 +205,6 @@ pub struct LocalVolumeSnapshotRestoreSpec {
     pub source_volume_snapshot: String,
     /// `rollback` or `create` (default).
     #[serde(default)]
-    #[schemars(required)]
     pub restore_type: RestoreType,
     #[serde(default, skip_serializing_if = "is_false")]
     pub abort: bool,
