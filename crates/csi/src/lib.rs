@@ -38,13 +38,16 @@
 //! the Kubernetes mode:
 //!
 //! ```no_run
-//! # async fn demo(backend: std::sync::Arc<dyn hwameistor_csi::Backend>,
+//! # async fn demo(store: hwameistor_store::Store,
 //! #               ops: std::sync::Arc<dyn hwameistor_csi::NodeOps>) -> Result<(), hwameistor_csi::server::ServeError> {
 //! let cfg = hwameistor_csi::CsiConfig::new("/run/hwameistor/lvm.sock", "node1");
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! hwameistor_csi::serve_lvm(cfg, backend, ops, shutdown).await?;
+//! hwameistor_csi::serve_lvm(cfg, store, ops, shutdown).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! [`serve`] takes any [`Backend`] instead of a store (tests use an in-memory one).
+//! [`store_backend`] maps the CSI needs onto `hwameistor.io/v1alpha1` objects.
 
 pub mod backend;
 pub mod controller;
@@ -53,6 +56,7 @@ pub mod identity;
 pub mod node;
 pub mod redact;
 pub mod server;
+pub mod store_backend;
 
 /// Generated CSI messages and services (`csi.v1`).
 #[allow(clippy::all, missing_docs)]

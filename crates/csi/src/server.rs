@@ -9,6 +9,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::Driver;
+use hwameistor_store::Store;
+
 use crate::backend::Backend;
 use crate::controller::{ControllerConfig, ControllerService};
 use crate::identity::IdentityService;
@@ -16,6 +18,7 @@ use crate::node::{NodeConfig, NodeOps, NodeService};
 use crate::proto::controller_server::ControllerServer;
 use crate::proto::identity_server::IdentityServer;
 use crate::proto::node_server::NodeServer;
+use crate::store_backend::{DiskStoreBackend, LvmStoreBackend};
 
 /// Errors of serving (as opposed to errors of single RPCs).
 #[derive(Debug, thiserror::Error)]
@@ -76,24 +79,40 @@ impl CsiConfig {
     }
 }
 
-/// Serve `lvm.hwameistor.io` until `shutdown` is cancelled.
+/// Serve `lvm.hwameistor.io` over `store` (LocalVolume & co.) until `shutdown` is
+/// cancelled.
 pub async fn serve_lvm(
     cfg: CsiConfig,
-    backend: Arc<dyn Backend>,
+    store: Store,
     node_ops: Arc<dyn NodeOps>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    serve(Driver::Lvm, cfg, backend, node_ops, shutdown).await
+    serve(
+        Driver::Lvm,
+        cfg,
+        Arc::new(LvmStoreBackend::new(store)),
+        node_ops,
+        shutdown,
+    )
+    .await
 }
 
-/// Serve `disk.hwameistor.io` until `shutdown` is cancelled.
+/// Serve `disk.hwameistor.io` over `store` (LocalDiskVolume & co.) until `shutdown` is
+/// cancelled.
 pub async fn serve_disk(
     cfg: CsiConfig,
-    backend: Arc<dyn Backend>,
+    store: Store,
     node_ops: Arc<dyn NodeOps>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    serve(Driver::Disk, cfg, backend, node_ops, shutdown).await
+    serve(
+        Driver::Disk,
+        cfg,
+        Arc::new(DiskStoreBackend::new(store)),
+        node_ops,
+        shutdown,
+    )
+    .await
 }
 
 /// Serve `driver` on `cfg.socket` until `shutdown` is cancelled; removes the socket file on

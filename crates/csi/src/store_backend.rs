@@ -1,0 +1,756 @@
+//! [`Backend`]s over the object store ([`hwameistor_store::Store`]), for both drivers.
+//!
+//! `lvm.hwameistor.io` ([`LvmStoreBackend`]):
+//!
+//! | CSI need | objects |
+//! |---|---|
+//! | volume | `LocalVolume` named after the volume id; replicas are the `LocalVolumeReplica`s whose `spec.volumeName` is the volume |
+//! | create | a `LocalVolume` with `spec.accessibility.nodes` = chosen nodes (first = primary); restores also get a `LocalVolumeSnapshotRestore` `snaprestore-<volume>` (type `create`); clones first snapshot the source into `<volume>-clone-source` |
+//! | ready | `status.state == Ready` (and, for restores/clones, the restore `Completed`) |
+//! | out of space | a replica's `Create` condition is False with "insufficient" in its message |
+//! | delete | `spec.delete = true`; done when the object is gone |
+//! | publish | `status.publishedNode`, `status.fsType`, `status.rawblock` |
+//! | expand | a `LocalVolumeExpand` named after the volume |
+//! | usage | `status.usedCapacityBytes`, `totalInode`, `usedInode` |
+//! | capacity | `LocalStorageNode.status.pools` |
+//! | snapshot | `LocalVolumeSnapshot` named after the snapshot id; deletion by `spec.delete` |
+//!
+//! `disk.hwameistor.io` ([`DiskStoreBackend`]): a volume is a `LocalDiskVolume`; it is ready
+//! once the disk is assigned (`Created` or later); deletion sets `status.state =
+//! ToBeDeleted`; capacity comes from `LocalDiskNode.status.pools`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use hwameistor_api::types::{
+    DiskType, EncryptType, NodeState, OperationState, PoolClass, ReplicaState, RestoreType,
+    VolumeState,
+};
+use hwameistor_api::{
+    LocalDiskNode, LocalDiskVolume, LocalDiskVolumeSpec, LocalPool, LocalStorageNode, LocalVolume,
+    LocalVolumeExpand, LocalVolumeExpandSpec, LocalVolumeReplica, LocalVolumeSnapshot,
+    LocalVolumeSnapshotRestore, LocalVolumeSnapshotRestoreSpec, LocalVolumeSnapshotSpec,
+    LocalVolumeSpec, VolumeAccessibility, VolumeEncrypt, VolumeQoS,
+};
+use hwameistor_core::params::{DiskParams, EncryptParams, LvmParams, PvcRef, parse_quantity};
+use hwameistor_store::{Object, Selector, Store};
+use kube::api::ObjectMeta;
+use serde_json::json;
+
+use crate::backend::*;
+
+/// Annotation recording where a volume's data came from: `snapshot/<id>` or `volume/<id>`.
+pub const CONTENT_SOURCE_ANNOTATION: &str = "hwameistor.io/content-source";
+
+fn err(e: hwameistor_store::Error) -> BackendError {
+    use hwameistor_store::Error as E;
+    match e {
+        E::NotFound { kind, name } => BackendError::NotFound(format!("{kind} {name}")),
+        E::AlreadyExists { kind, name } => BackendError::AlreadyExists(format!("{kind} {name}")),
+        e @ E::Conflict { .. } => BackendError::Conflict(e.to_string()),
+        e => BackendError::Other(e.to_string()),
+    }
+}
+
+async fn list<K: Object>(store: &Store) -> BackendResult<Vec<K>> {
+    Ok(store
+        .all::<K>()
+        .list(&Selector::default())
+        .await
+        .map_err(err)?
+        .items)
+}
+
+fn name_of<K: kube::Resource>(o: &K) -> String {
+    o.meta().name.clone().unwrap_or_default()
+}
+
+fn pool_capacity(pool: &LocalPool) -> PoolCapacity {
+    let free = pool.free_capacity_bytes.max(0) as u64;
+    let limit = pool.volume_capacity_bytes_limit.max(0) as u64;
+    PoolCapacity {
+        class: pool.class,
+        free_bytes: free,
+        max_volume_bytes: if limit == 0 { free } else { limit.min(free) },
+        free_volume_count: pool.free_volume_count.max(0) as u64,
+    }
+}
+
+fn content_source_of(meta: &ObjectMeta) -> Option<ContentSource> {
+    let v = meta.annotations.as_ref()?.get(CONTENT_SOURCE_ANNOTATION)?;
+    match v.split_once('/')? {
+        ("snapshot", id) => Some(ContentSource::Snapshot(id.to_string())),
+        ("volume", id) => Some(ContentSource::Volume(id.to_string())),
+        _ => None,
+    }
+}
+
+/// Name of the restore object of a restored or cloned volume.
+pub fn restore_name(volume: &str) -> String {
+    format!("snaprestore-{volume}")
+}
+
+/// Name of the temporary snapshot a clone is made from.
+pub fn clone_snapshot_name(volume: &str) -> String {
+    format!("{volume}-clone-source")
+}
+
+/// The `lvm.hwameistor.io` backend.
+#[derive(Clone, Debug)]
+pub struct LvmStoreBackend {
+    store: Store,
+}
+
+impl LvmStoreBackend {
+    pub fn new(store: Store) -> Self {
+        LvmStoreBackend { store }
+    }
+
+    fn params_of(lv: &LocalVolume) -> LvmParams {
+        let s = &lv.spec;
+        let qos = s.volume_qos.clone().unwrap_or_default();
+        let q = |v: &str| {
+            if v.is_empty() {
+                None
+            } else {
+                parse_quantity(v).ok()
+            }
+        };
+        LvmParams {
+            pool_class: PoolClass::from_pool_name(&s.pool_name).unwrap_or(PoolClass::HDD),
+            replica_number: s.replica_number.clamp(1, 255) as u8,
+            convertible: s.convertible,
+            thin: s.thin,
+            fs_type: None,
+            iops: q(&qos.iops),
+            throughput: q(&qos.throughput),
+            encrypt: s
+                .volume_encrypt
+                .as_ref()
+                .filter(|e| e.enable)
+                .and_then(|e| {
+                    let (ns, name) = e.secret.split_once('/')?;
+                    Some(EncryptParams {
+                        secret_namespace: ns.to_string(),
+                        secret_name: name.to_string(),
+                        kind: e.encrypt_type.unwrap_or(EncryptType::LUKS),
+                    })
+                }),
+            pvc: PvcRef {
+                namespace: Some(s.pvc_namespace.clone()).filter(|x| !x.is_empty()),
+                name: Some(s.pvc_name.clone()).filter(|x| !x.is_empty()),
+                pv_name: None,
+            },
+        }
+    }
+
+    fn record(
+        lv: &LocalVolume,
+        replicas: &[LocalVolumeReplica],
+        snapshots: &[LocalVolumeSnapshot],
+        restores: &[LocalVolumeSnapshotRestore],
+    ) -> VolumeRecord {
+        let name = name_of(lv);
+        let status = lv.status.clone().unwrap_or_default();
+        let mine: Vec<&LocalVolumeReplica> = replicas
+            .iter()
+            .filter(|r| r.spec.volume_name == name)
+            .collect();
+        let exhausted = mine.iter().find_map(|r| {
+            r.status.as_ref()?.conditions.iter().find(|c| {
+                c.type_ == "Create"
+                    && c.status == "False"
+                    && c.message.to_ascii_lowercase().contains("insufficient")
+            })
+        });
+        let content_source = content_source_of(&lv.metadata);
+        let restore_done = content_source.is_none()
+            || restores.iter().any(|r| {
+                name_of(r) == restore_name(&name)
+                    && r.status
+                        .as_ref()
+                        .is_some_and(|s| s.state == OperationState::Completed)
+            });
+        let phase = if lv.spec.delete
+            || matches!(
+                status.state,
+                VolumeState::ToBeDeleted | VolumeState::Deleted
+            )
+            || lv.metadata.deletion_timestamp.is_some()
+        {
+            VolumePhase::Deleting
+        } else if let Some(c) = exhausted {
+            VolumePhase::Failed {
+                message: c.message.clone(),
+                exhausted: true,
+            }
+        } else if status.state == VolumeState::Ready && restore_done {
+            VolumePhase::Ready
+        } else {
+            VolumePhase::Pending
+        };
+        VolumeRecord {
+            spec: VolumeSpec {
+                name: name.clone(),
+                params: VolumeParams::Lvm(Self::params_of(lv)),
+                required_bytes: lv.spec.required_capacity_bytes.max(0) as u64,
+                nodes: lv.spec.accessibility.nodes.clone(),
+                content_source,
+            },
+            phase,
+            allocated_bytes: status.allocated_capacity_bytes.max(0) as u64,
+            replicas: mine
+                .iter()
+                .map(|r| {
+                    let st = r.status.clone().unwrap_or_default();
+                    ReplicaRecord {
+                        node: r.spec.node_name.clone(),
+                        dev_path: Some(st.dev_path).filter(|d| !d.is_empty()),
+                        ready: st.state == ReplicaState::Ready,
+                    }
+                })
+                .collect(),
+            published_node: Some(status.published_node).filter(|n| !n.is_empty()),
+            snapshots: snapshots
+                .iter()
+                .filter(|s| {
+                    s.spec.source_volume == name
+                        && !s.spec.delete
+                        && name_of(*s) != clone_snapshot_name(&name)
+                })
+                .count(),
+            used_bytes: Some(status.used_capacity_bytes.max(0) as u64).filter(|u| *u > 0),
+        }
+    }
+
+    fn snapshot_record(s: &LocalVolumeSnapshot) -> SnapshotRecord {
+        let st = s.status.clone().unwrap_or_default();
+        SnapshotRecord {
+            spec: SnapshotSpec {
+                name: name_of(s),
+                source_volume: s.spec.source_volume.clone(),
+                size_bytes: s.spec.required_capacity_bytes.max(0) as u64,
+            },
+            ready: st.state == VolumeState::Ready,
+            creation_time: st
+                .creation_time
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0),
+            failure: Some(st.message).filter(|m| m.to_ascii_lowercase().contains("insufficient")),
+            deleting: s.spec.delete,
+        }
+    }
+
+    /// Clean up after a finished restore/clone: the temporary clone snapshot is deleted.
+    async fn finish_clone(&self, rec: &VolumeRecord) {
+        if rec.phase == VolumePhase::Ready
+            && matches!(rec.spec.content_source, Some(ContentSource::Volume(_)))
+        {
+            let snap = clone_snapshot_name(&rec.spec.name);
+            let _ = self
+                .store
+                .all::<LocalVolumeSnapshot>()
+                .patch(&snap, &json!({"spec": {"delete": true}}))
+                .await;
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for LvmStoreBackend {
+    async fn get_volume(&self, id: &str) -> BackendResult<Option<VolumeRecord>> {
+        let Some(lv) = self
+            .store
+            .all::<LocalVolume>()
+            .get_opt(id)
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let replicas: Vec<LocalVolumeReplica> = list(&self.store).await?;
+        let snapshots: Vec<LocalVolumeSnapshot> = list(&self.store).await?;
+        let restores = match content_source_of(&lv.metadata) {
+            None => vec![],
+            Some(_) => self
+                .store
+                .all::<LocalVolumeSnapshotRestore>()
+                .get_opt(&restore_name(id))
+                .await
+                .map_err(err)?
+                .into_iter()
+                .collect(),
+        };
+        let rec = Self::record(&lv, &replicas, &snapshots, &restores);
+        self.finish_clone(&rec).await;
+        Ok(Some(rec))
+    }
+
+    async fn list_volumes(&self) -> BackendResult<Vec<VolumeRecord>> {
+        let lvs: Vec<LocalVolume> = list(&self.store).await?;
+        let replicas: Vec<LocalVolumeReplica> = list(&self.store).await?;
+        let snapshots: Vec<LocalVolumeSnapshot> = list(&self.store).await?;
+        let restores: Vec<LocalVolumeSnapshotRestore> = list(&self.store).await?;
+        let mut out: Vec<_> = lvs
+            .iter()
+            .map(|lv| Self::record(lv, &replicas, &snapshots, &restores))
+            .collect();
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(out)
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> BackendResult<()> {
+        let VolumeParams::Lvm(p) = &spec.params else {
+            return Err(BackendError::Other(
+                "lvm backend got raw-disk parameters".into(),
+            ));
+        };
+        let mut annotations = BTreeMap::new();
+        let pool = p.pool_class.lvm_pool_name().to_string();
+        if let Some(src) = &spec.content_source {
+            let v = match src {
+                ContentSource::Snapshot(id) => format!("snapshot/{id}"),
+                ContentSource::Volume(id) => format!("volume/{id}"),
+            };
+            annotations.insert(CONTENT_SOURCE_ANNOTATION.to_string(), v);
+        }
+        let lv = LocalVolume {
+            metadata: ObjectMeta {
+                name: Some(spec.name.clone()),
+                annotations: Some(annotations).filter(|a| !a.is_empty()),
+                ..Default::default()
+            },
+            spec: LocalVolumeSpec {
+                required_capacity_bytes: spec.required_bytes as i64,
+                volume_qos: Some(VolumeQoS {
+                    throughput: p.throughput.map(|v| v.to_string()).unwrap_or_default(),
+                    iops: p.iops.map(|v| v.to_string()).unwrap_or_default(),
+                })
+                .filter(|q| !q.is_empty()),
+                volume_encrypt: p.encrypt.as_ref().map(|e| VolumeEncrypt {
+                    enable: true,
+                    encrypt_type: Some(e.kind),
+                    secret: format!("{}/{}", e.secret_namespace, e.secret_name),
+                }),
+                pool_name: pool.clone(),
+                replica_number: p.replica_number as i64,
+                convertible: p.convertible,
+                accessibility: VolumeAccessibility {
+                    nodes: spec.nodes.clone(),
+                    ..Default::default()
+                },
+                pvc_namespace: p.pvc.namespace.clone().unwrap_or_default(),
+                pvc_name: p.pvc.name.clone().unwrap_or_default(),
+                thin: p.thin,
+                ..Default::default()
+            },
+            status: None,
+        };
+        // A clone is a restore of a fresh snapshot of the source.
+        let snapshot = match &spec.content_source {
+            None => None,
+            Some(ContentSource::Snapshot(id)) => Some(id.clone()),
+            Some(ContentSource::Volume(src)) => {
+                let name = clone_snapshot_name(&spec.name);
+                let source = self
+                    .store
+                    .all::<LocalVolume>()
+                    .get(src)
+                    .await
+                    .map_err(err)?;
+                let snap = LocalVolumeSnapshot {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    spec: LocalVolumeSnapshotSpec {
+                        source_volume: src.clone(),
+                        accessibility: source.spec.accessibility.clone(),
+                        required_capacity_bytes: hwameistor_api::consts::CLONE_SNAPSHOT_SIZE_BYTES
+                            .max(source.spec.required_capacity_bytes),
+                        thin: source.spec.thin,
+                        delete: false,
+                    },
+                    status: None,
+                };
+                match self.store.all::<LocalVolumeSnapshot>().create(&snap).await {
+                    Ok(_) | Err(hwameistor_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(err(e)),
+                }
+                Some(name)
+            }
+        };
+        self.store
+            .all::<LocalVolume>()
+            .create(&lv)
+            .await
+            .map_err(err)?;
+        if let Some(snapshot) = snapshot {
+            let restore = LocalVolumeSnapshotRestore {
+                metadata: ObjectMeta {
+                    name: Some(restore_name(&spec.name)),
+                    ..Default::default()
+                },
+                spec: LocalVolumeSnapshotRestoreSpec {
+                    target_volume: spec.name.clone(),
+                    target_pool_name: pool,
+                    source_volume_snapshot: snapshot,
+                    restore_type: RestoreType::Create,
+                    abort: false,
+                },
+                status: None,
+            };
+            match self
+                .store
+                .all::<LocalVolumeSnapshotRestore>()
+                .create(&restore)
+                .await
+            {
+                Ok(_) | Err(hwameistor_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_volume(&self, id: &str) -> BackendResult<()> {
+        match self
+            .store
+            .all::<LocalVolume>()
+            .patch(id, &json!({"spec": {"delete": true}}))
+            .await
+        {
+            Ok(_) | Err(hwameistor_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn set_published(
+        &self,
+        id: &str,
+        publication: Option<&Publication>,
+    ) -> BackendResult<()> {
+        let patch = match publication {
+            Some(p) => json!({"status": {
+                "publishedNode": p.node,
+                "fsType": p.fs_type.clone().unwrap_or_default(),
+                "rawblock": p.fs_type.is_none(),
+            }}),
+            None => json!({"status": {"publishedNode": null}}),
+        };
+        self.store
+            .all::<LocalVolume>()
+            .patch_status(id, &patch)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn expand_volume(&self, id: &str, bytes: u64) -> BackendResult<()> {
+        let expands = self.store.all::<LocalVolumeExpand>();
+        let obj = LocalVolumeExpand {
+            metadata: ObjectMeta {
+                name: Some(id.to_string()),
+                ..Default::default()
+            },
+            spec: LocalVolumeExpandSpec {
+                volume_name: id.to_string(),
+                required_capacity_bytes: bytes as i64,
+                abort: false,
+            },
+            status: None,
+        };
+        match expands.create(&obj).await {
+            Ok(_) => Ok(()),
+            Err(hwameistor_store::Error::AlreadyExists { .. }) => {
+                let cur = expands.get(id).await.map_err(err)?;
+                if cur.spec.required_capacity_bytes < bytes as i64 {
+                    expands
+                        .patch(
+                            id,
+                            &json!({"spec": {"requiredCapacityBytes": bytes as i64}}),
+                        )
+                        .await
+                        .map_err(err)?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn record_usage(&self, id: &str, usage: Usage) -> BackendResult<()> {
+        let patch = json!({"status": {
+            "usedCapacityBytes": usage.used_bytes as i64,
+            "totalInode": usage.total_inodes as i64,
+            "usedInode": usage.used_inodes as i64,
+        }});
+        self.store
+            .all::<LocalVolume>()
+            .patch_status(id, &patch)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> BackendResult<Vec<NodeCapacity>> {
+        let nodes: Vec<LocalStorageNode> = list(&self.store).await?;
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let st = n.status.clone().unwrap_or_default();
+                NodeCapacity {
+                    node: name_of(n),
+                    ready: st.state == NodeState::Ready,
+                    pools: st.pools.values().map(pool_capacity).collect(),
+                }
+            })
+            .collect())
+    }
+
+    async fn get_snapshot(&self, id: &str) -> BackendResult<Option<SnapshotRecord>> {
+        let s = self
+            .store
+            .all::<LocalVolumeSnapshot>()
+            .get_opt(id)
+            .await
+            .map_err(err)?;
+        Ok(s.as_ref().map(Self::snapshot_record))
+    }
+
+    async fn list_snapshots(&self) -> BackendResult<Vec<SnapshotRecord>> {
+        let all: Vec<LocalVolumeSnapshot> = list(&self.store).await?;
+        let mut out: Vec<_> = all
+            .iter()
+            .filter(|s| !name_of(*s).ends_with("-clone-source"))
+            .map(Self::snapshot_record)
+            .collect();
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(out)
+    }
+
+    async fn create_snapshot(&self, spec: &SnapshotSpec) -> BackendResult<()> {
+        let source = self
+            .store
+            .all::<LocalVolume>()
+            .get(&spec.source_volume)
+            .await
+            .map_err(err)?;
+        let snap = LocalVolumeSnapshot {
+            metadata: ObjectMeta {
+                name: Some(spec.name.clone()),
+                ..Default::default()
+            },
+            spec: LocalVolumeSnapshotSpec {
+                source_volume: spec.source_volume.clone(),
+                accessibility: source.spec.accessibility.clone(),
+                required_capacity_bytes: spec.size_bytes as i64,
+                thin: source.spec.thin,
+                delete: false,
+            },
+            status: None,
+        };
+        self.store
+            .all::<LocalVolumeSnapshot>()
+            .create(&snap)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> BackendResult<()> {
+        match self
+            .store
+            .all::<LocalVolumeSnapshot>()
+            .patch(id, &json!({"spec": {"delete": true}}))
+            .await
+        {
+            Ok(_) | Err(hwameistor_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// The `disk.hwameistor.io` backend.
+#[derive(Clone, Debug)]
+pub struct DiskStoreBackend {
+    store: Store,
+}
+
+impl DiskStoreBackend {
+    pub fn new(store: Store) -> Self {
+        DiskStoreBackend { store }
+    }
+
+    fn record(v: &LocalDiskVolume) -> VolumeRecord {
+        let st = v.status.clone().unwrap_or_default();
+        let phase = match st.state {
+            VolumeState::ToBeDeleted | VolumeState::Deleted => VolumePhase::Deleting,
+            _ if v.metadata.deletion_timestamp.is_some() => VolumePhase::Deleting,
+            VolumeState::Unknown | VolumeState::Creating => VolumePhase::Pending,
+            _ => VolumePhase::Ready,
+        };
+        let (ns, name) = match v.spec.persistent_volume_claim_name.split_once('/') {
+            Some((a, b)) => (Some(a.to_string()), Some(b.to_string())),
+            None => (
+                None,
+                Some(v.spec.persistent_volume_claim_name.clone()).filter(|s| !s.is_empty()),
+            ),
+        };
+        let node = v.spec.accessibility.nodes.first().cloned();
+        VolumeRecord {
+            spec: VolumeSpec {
+                name: name_of(v),
+                params: VolumeParams::Disk(DiskParams {
+                    disk_type: v.spec.disk_type.unwrap_or(DiskType::Unknown),
+                    min_cap: None,
+                    fs_type: None,
+                    pvc: PvcRef {
+                        namespace: ns,
+                        name,
+                        pv_name: None,
+                    },
+                }),
+                required_bytes: v.spec.required_capacity_bytes.max(0) as u64,
+                nodes: v.spec.accessibility.nodes.clone(),
+                content_source: None,
+            },
+            allocated_bytes: st.allocated_capacity_bytes.max(0) as u64,
+            replicas: node
+                .map(|n| ReplicaRecord {
+                    node: n,
+                    dev_path: Some(st.dev_path.clone()).filter(|d| !d.is_empty()),
+                    ready: phase == VolumePhase::Ready,
+                })
+                .into_iter()
+                .collect(),
+            phase,
+            published_node: None,
+            snapshots: 0,
+            used_bytes: Some(st.used_capacity_bytes.max(0) as u64).filter(|u| *u > 0),
+        }
+    }
+
+    fn unsupported(what: &str) -> BackendError {
+        BackendError::Other(format!("{what} is not supported for raw-disk volumes"))
+    }
+}
+
+#[async_trait]
+impl Backend for DiskStoreBackend {
+    async fn get_volume(&self, id: &str) -> BackendResult<Option<VolumeRecord>> {
+        Ok(self
+            .store
+            .all::<LocalDiskVolume>()
+            .get_opt(id)
+            .await
+            .map_err(err)?
+            .as_ref()
+            .map(Self::record))
+    }
+
+    async fn list_volumes(&self) -> BackendResult<Vec<VolumeRecord>> {
+        let all: Vec<LocalDiskVolume> = list(&self.store).await?;
+        let mut out: Vec<_> = all.iter().map(Self::record).collect();
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(out)
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> BackendResult<()> {
+        let VolumeParams::Disk(p) = &spec.params else {
+            return Err(BackendError::Other(
+                "disk backend got LVM parameters".into(),
+            ));
+        };
+        let pvc = match (&p.pvc.namespace, &p.pvc.name) {
+            (Some(ns), Some(n)) => format!("{ns}/{n}"),
+            (None, Some(n)) => n.clone(),
+            _ => String::new(),
+        };
+        let v = LocalDiskVolume {
+            metadata: ObjectMeta {
+                name: Some(spec.name.clone()),
+                ..Default::default()
+            },
+            spec: LocalDiskVolumeSpec {
+                disk_type: Some(p.disk_type),
+                required_capacity_bytes: spec.required_bytes as i64,
+                accessibility: VolumeAccessibility {
+                    nodes: spec.nodes.clone(),
+                    ..Default::default()
+                },
+                persistent_volume_claim_name: pvc,
+                can_wipe: false,
+            },
+            status: None,
+        };
+        self.store
+            .all::<LocalDiskVolume>()
+            .create(&v)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_volume(&self, id: &str) -> BackendResult<()> {
+        match self
+            .store
+            .all::<LocalDiskVolume>()
+            .patch_status(id, &json!({"status": {"state": "ToBeDeleted"}}))
+            .await
+        {
+            Ok(_) | Err(hwameistor_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn set_published(&self, _id: &str, _p: Option<&Publication>) -> BackendResult<()> {
+        Err(Self::unsupported("ControllerPublish"))
+    }
+
+    async fn expand_volume(&self, _id: &str, _bytes: u64) -> BackendResult<()> {
+        Err(Self::unsupported("expansion"))
+    }
+
+    async fn record_usage(&self, id: &str, usage: Usage) -> BackendResult<()> {
+        let patch = json!({"status": {"usedCapacityBytes": usage.used_bytes as i64}});
+        self.store
+            .all::<LocalDiskVolume>()
+            .patch_status(id, &patch)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> BackendResult<Vec<NodeCapacity>> {
+        let nodes: Vec<LocalDiskNode> = list(&self.store).await?;
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                let st = n.status.clone().unwrap_or_default();
+                NodeCapacity {
+                    node: name_of(n),
+                    ready: st.state == NodeState::Ready,
+                    pools: st.pools.values().map(pool_capacity).collect(),
+                }
+            })
+            .collect())
+    }
+
+    async fn get_snapshot(&self, _id: &str) -> BackendResult<Option<SnapshotRecord>> {
+        Ok(None)
+    }
+
+    async fn list_snapshots(&self) -> BackendResult<Vec<SnapshotRecord>> {
+        Ok(vec![])
+    }
+
+    async fn create_snapshot(&self, _spec: &SnapshotSpec) -> BackendResult<()> {
+        Err(Self::unsupported("snapshots"))
+    }
+
+    async fn delete_snapshot(&self, _id: &str) -> BackendResult<()> {
+        Err(Self::unsupported("snapshots"))
+    }
+}
