@@ -75,7 +75,7 @@ pub enum Error {
         kind: &'static str,
         name: String,
         #[source]
-        source: hwameistor_store::Error,
+        source: Box<hwameistor_store::Error>,
     },
     #[error("engine {op} {pool}/{volume}: {source}")]
     Engine {
@@ -83,7 +83,7 @@ pub enum Error {
         pool: String,
         volume: String,
         #[source]
-        source: hwameistor_engine::Error,
+        source: Box<hwameistor_engine::Error>,
     },
     #[error("placing volume {volume:?}: {source}")]
     Placement {

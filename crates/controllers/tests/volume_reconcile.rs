@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use volume_common::fake_engine::FakeEngine;
-use volume_common::*;
 use hwameistor_api::types::{
     ClaimPhase, ConditionStatus, NodeState, OperationState, ReplicaState, StorageNodeConditionType,
     VolumeState,
@@ -25,6 +23,8 @@ use hwameistor_exec::TokioRunner;
 use hwameistor_store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use volume_common::fake_engine::FakeEngine;
+use volume_common::*;
 
 struct Running {
     shutdown: CancellationToken,
@@ -542,5 +542,64 @@ async fn liveness_marks_stale_nodes_offline_and_keeps_maintain() -> anyhow::Resu
     assert_eq!(state("maint").await, NodeState::Maintain);
     let r = store.all::<LocalVolumeReplica>().get("pvc-x-stale").await?;
     assert_eq!(r.status.unwrap().state, ReplicaState::NotReady);
+    Ok(())
+}
+
+/// `spec.volumeQoS` never fails silently: without a throttler the replica says it is not
+/// enforced; a throttler that cannot apply it reports the error.
+#[tokio::test]
+async fn qos_is_reported_when_it_cannot_be_enforced() -> anyhow::Result<()> {
+    use hwameistor_api::VolumeQoS;
+    use hwameistor_engine::qos::{CgroupVersion, Throttler};
+    let (dir, store) = temp_store();
+    let engine = Arc::new(FakeEngine::new(10 * GIB));
+    let shared: SharedEngine = engine.clone();
+    shared.ensure_pool(POOL_HDD, &["/dev/sdb".into()]).await?;
+    store
+        .all::<LocalVolume>()
+        .create(&volume("pvc-q", GIB))
+        .await?;
+    let mut r = LocalVolumeReplica::test("pvc-q", "n1");
+    r.status = None;
+    r.spec.volume_qos = Some(VolumeQoS {
+        throughput: "10Mi".into(),
+        iops: "100".into(),
+    });
+    let r = store.all::<LocalVolumeReplica>().create(&r).await?;
+    let name = r.metadata.name.clone().unwrap();
+
+    let qos_of = |store: Store, name: String| async move {
+        let r = store.all::<LocalVolumeReplica>().get(&name).await.unwrap();
+        let st = r.status.unwrap();
+        assert_eq!(st.state, ReplicaState::Ready);
+        st.conditions
+            .into_iter()
+            .find(|c| c.type_ == "QoS")
+            .expect("QoS condition")
+    };
+    let ctx = NodeCtx::new(
+        agent_cfg("n1"),
+        store.clone(),
+        shared.clone(),
+        TokioRunner::shared(),
+    );
+    volume::register_node(&ctx).await?;
+    volume::reconcile_replica(Arc::new(r.clone()), ctx).await?;
+    let c = qos_of(store.clone(), name.clone()).await;
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NoThrottler")
+    );
+
+    let mut cfg = agent_cfg("n1");
+    cfg.throttler = Some(Throttler::new(CgroupVersion::V1, dir.path().join("blkio")));
+    let ctx = NodeCtx::new(cfg, store.clone(), shared, TokioRunner::shared());
+    volume::reconcile_replica(Arc::new(r), ctx).await?;
+    let c = qos_of(store.clone(), name).await;
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ApplyFailed")
+    );
+    assert!(c.message.contains("/dev/fake"), "{}", c.message);
     Ok(())
 }

@@ -19,6 +19,7 @@ use hwameistor_core::types::{
     ClaimPhase, ConditionStatus, DiskOwner, DiskState, NodeState, PoolClass,
     StorageNodeConditionType,
 };
+use hwameistor_engine::qos::Throttler;
 use hwameistor_engine::{PoolInfo, SharedEngine};
 use hwameistor_exec::SharedRunner;
 use hwameistor_store::Store;
@@ -49,6 +50,9 @@ pub struct NodeAgentConfig {
     pub sync_interval: Duration,
     /// How often every replica is re-checked against the host even without changes.
     pub resync_interval: Duration,
+    /// Where `spec.volumeQoS` limits are written (cgroup v1 blkio or v2 io.max). `None`: no
+    /// throttling; replicas that ask for limits get a `QoS` condition saying so.
+    pub throttler: Option<Throttler>,
 }
 
 impl NodeAgentConfig {
@@ -62,6 +66,7 @@ impl NodeAgentConfig {
             region: "default".into(),
             sync_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(60),
+            throttler: None,
         }
     }
 }
@@ -349,7 +354,7 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
             op: "list pools",
             pool: "*".into(),
             volume: "*".into(),
-            source,
+            source: Box::new(source),
         })?;
     let host: BTreeMap<String, LocalPool> = infos
         .iter()
@@ -386,7 +391,7 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
             op: "find orphans",
             pool: "*".into(),
             volume: "*".into(),
-            source,
+            source: Box::new(source),
         })?;
     let mut orphan_names: Vec<String> = orphans
         .iter()
@@ -548,7 +553,7 @@ pub async fn reconcile_claim(claim: Arc<LocalDiskClaim>, ctx: Arc<NodeCtx>) -> R
                 op: "pool info",
                 pool: (*pool).into(),
                 volume: "-".into(),
-                source,
+                source: Box::new(source),
             })?;
         let mut all: Vec<PathBuf> = current
             .map(|p| p.disks.into_iter().map(|d| d.dev_path).collect())

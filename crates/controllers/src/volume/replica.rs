@@ -10,10 +10,12 @@
 use std::sync::Arc;
 
 use hwameistor_api::consts::{CONDITION_CREATE, CONDITION_READY};
-use hwameistor_api::{LocalVolume, LocalVolumeReplica};
+use hwameistor_api::{LocalVolume, LocalVolumeReplica, VolumeQoS};
+use hwameistor_core::params::parse_quantity;
 use hwameistor_core::types::ReplicaState;
 use hwameistor_core::volume::{DeviceObservation, ReplicaStep, ReplicaView, replica_step};
 use hwameistor_engine::VolumeOptions;
+use hwameistor_engine::qos::QosLimits;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
@@ -91,7 +93,7 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 op: "stat",
                 pool: pool.clone(),
                 volume: volume.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let status = r.status.clone().unwrap_or_default();
         let view = ReplicaView {
@@ -115,11 +117,40 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 op,
                 pool,
                 volume,
-                source,
+                source: Box::new(source),
             }
         };
         match step {
-            ReplicaStep::Wait => return Ok(Action::requeue(ctx.cfg.resync_interval)),
+            ReplicaStep::Wait => {
+                if status.state == ReplicaState::Ready
+                    && let Some(dev) = stat.as_ref().map(|v| v.device_path.clone())
+                {
+                    let want = qos_condition(&ctx, &r, &dev);
+                    let have = status.conditions.iter().find(|c| c.type_ == CONDITION_QOS);
+                    let changed = match (&want, have) {
+                        (Some(w), Some(h)) => w.status != h.status || w.message != h.message,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => true,
+                        (None, None) => false,
+                    };
+                    if changed {
+                        let mut conds: Vec<Condition> = status
+                            .conditions
+                            .iter()
+                            .filter(|c| c.type_ != CONDITION_QOS)
+                            .cloned()
+                            .collect();
+                        if let Some(w) = want {
+                            conds = with_condition(&status.conditions, w);
+                        }
+                        replicas
+                            .patch_status(&name, &json!({"status": {"conditions": conds}}))
+                            .await
+                            .ctx("patch status", "LocalVolumeReplica", &name)?;
+                    }
+                }
+                return Ok(Action::requeue(ctx.cfg.resync_interval));
+            }
             ReplicaStep::SetState(state) => {
                 let mut patch = json!({"status": {"state": state}});
                 if state == ReplicaState::Creating {
@@ -190,9 +221,6 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     &conds,
                     condition(CONDITION_READY, true, "Ready", "volume ready".into()),
                 );
-                if let Some(c) = qos_condition(&r) {
-                    conds = with_condition(&conds, c);
-                }
                 replicas
                     .patch_status(
                         &name,
@@ -249,17 +277,123 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
     Ok(Action::requeue(std::time::Duration::from_millis(100)))
 }
 
-/// `spec.volumeQoS` is accepted but throttling needs the engine's qos module, which this build
-/// does not wire into the node agent yet: a replica that asks for limits gets a `QoS`
-/// condition saying so instead of a silent no-op.
-fn qos_condition(r: &LocalVolumeReplica) -> Option<Condition> {
-    let qos = r.spec.volume_qos.as_ref().filter(|q| !q.is_empty())?;
-    let name = r.metadata.name.clone().unwrap_or_default();
-    tracing::warn!(replica = %name, ?qos, "volumeQoS requested but IO throttling is not wired into the node agent yet");
-    Some(condition(
-        "QoS",
-        false,
-        "NotImplemented",
-        "volumeQoS is not enforced: the node agent has no IO throttling backend yet".into(),
+/// Condition type reporting whether `spec.volumeQoS` is enforced.
+pub const CONDITION_QOS: &str = "QoS";
+
+/// The IO limits `spec.volumeQoS` asks for (quantities; empty = unlimited).
+pub fn qos_limits(qos: Option<&VolumeQoS>) -> std::result::Result<QosLimits, String> {
+    let Some(q) = qos else {
+        return Ok(QosLimits::default());
+    };
+    let parse = |what: &str, v: &str| -> std::result::Result<Option<u64>, String> {
+        if v.trim().is_empty() {
+            return Ok(None);
+        }
+        parse_quantity(v)
+            .map(Some)
+            .map_err(|e| format!("invalid volumeQoS.{what} {v:?}: {e}"))
+    };
+    Ok(QosLimits::symmetric(
+        parse("iops", &q.iops)?,
+        parse("throughput", &q.throughput)?,
     ))
+}
+
+/// Enforce `spec.volumeQoS` on the replica's device through the configured throttler and say
+/// how it went; `None` when no limit is wanted and none is set.
+fn qos_condition(
+    ctx: &NodeCtx,
+    r: &LocalVolumeReplica,
+    dev: &std::path::Path,
+) -> Option<Condition> {
+    let name = r.metadata.name.clone().unwrap_or_default();
+    let limits = match qos_limits(r.spec.volume_qos.as_ref()) {
+        Ok(l) => l,
+        Err(message) => return Some(condition(CONDITION_QOS, false, "InvalidQoS", message)),
+    };
+    let Some(throttler) = ctx.cfg.throttler.as_ref() else {
+        if limits.is_empty() {
+            return None;
+        }
+        tracing::warn!(replica = %name, ?limits, "volumeQoS requested but this node agent has no IO throttler configured");
+        return Some(condition(
+            CONDITION_QOS,
+            false,
+            "NoThrottler",
+            "volumeQoS is not enforced: the node agent runs without a cgroup IO throttler".into(),
+        ));
+    };
+    if limits.is_empty() {
+        // Remove limits left from an earlier QoS (idempotent when none is set).
+        if let Err(e) = throttler.apply(dev, &limits) {
+            return Some(condition(
+                CONDITION_QOS,
+                false,
+                "ApplyFailed",
+                e.to_string(),
+            ));
+        }
+        return None;
+    }
+    match throttler.current(dev) {
+        Ok(cur) if cur == limits.normalized() => {}
+        _ => {
+            if let Err(e) = throttler.apply(dev, &limits) {
+                tracing::warn!(replica = %name, error = %e, "applying volumeQoS failed");
+                return Some(condition(
+                    CONDITION_QOS,
+                    false,
+                    "ApplyFailed",
+                    e.to_string(),
+                ));
+            }
+            tracing::info!(replica = %name, ?limits, throttler = %throttler.version, "volumeQoS applied");
+        }
+    }
+    let fmt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "max".into());
+    Some(condition(
+        CONDITION_QOS,
+        true,
+        "Applied",
+        format!(
+            "{}: iops={} throughput={}B/s",
+            throttler.version,
+            fmt(limits.read_iops),
+            fmt(limits.read_bps)
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_quantities_become_symmetric_limits() {
+        assert!(qos_limits(None).unwrap().is_empty());
+        let q = VolumeQoS {
+            throughput: "10Mi".into(),
+            iops: "1k".into(),
+        };
+        let l = qos_limits(Some(&q)).unwrap();
+        assert_eq!(l.read_bps, Some(10 << 20));
+        assert_eq!(l.write_bps, Some(10 << 20));
+        assert_eq!(l.read_iops, Some(1000));
+        assert_eq!(l.write_iops, Some(1000));
+        let q = VolumeQoS {
+            throughput: String::new(),
+            iops: "100".into(),
+        };
+        let l = qos_limits(Some(&q)).unwrap();
+        assert_eq!((l.read_bps, l.read_iops), (None, Some(100)));
+        let bad = VolumeQoS {
+            throughput: "fast".into(),
+            iops: String::new(),
+        };
+        assert!(
+            qos_limits(Some(&bad))
+                .unwrap_err()
+                .contains("volumeQoS.throughput")
+        );
+    }
 }

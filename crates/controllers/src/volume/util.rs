@@ -22,7 +22,7 @@ impl<T> StoreExt<T> for hwameistor_store::Result<T> {
             op,
             kind,
             name: name.to_owned(),
-            source,
+            source: Box::new(source),
         })
     }
 }
