@@ -206,3 +206,89 @@ async fn hwameistor_local_volume_round_trips() {
             .is_empty()
     );
 }
+
+/// Figures for the report: `cargo test -p hwameistor-store --test embedded -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints throughput figures; run with --ignored --nocapture"]
+async fn measure_throughput() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Store = EmbeddedStore::open(dir.path().join("m.redb"))
+        .unwrap()
+        .into();
+    let widgets = store.all::<Widget>();
+    const N: i64 = 500;
+
+    let t = Instant::now();
+    for i in 0..N {
+        widgets.create(&widget(&format!("w{i}"), i)).await.unwrap();
+    }
+    let create = t.elapsed();
+
+    let t = Instant::now();
+    for i in 0..N {
+        widgets
+            .patch_status(&format!("w{i}"), &json!({"status": {"observed": i}}))
+            .await
+            .unwrap();
+    }
+    let status = t.elapsed();
+
+    let t = Instant::now();
+    let list = widgets.list(&Selector::default()).await.unwrap();
+    let list_time = t.elapsed();
+    assert_eq!(list.items.len(), N as usize);
+
+    let mut s = widgets
+        .watch(&Selector::default(), &list.resource_version)
+        .await
+        .unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..50 {
+        let t = Instant::now();
+        widgets
+            .patch(&format!("w{i}"), &json!({"spec": {"value": -1}}))
+            .await
+            .unwrap();
+        take_events(&mut s, 1).await;
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|k| {
+            let widgets = widgets.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    widgets
+                        .create(&widget(&format!("c{k}-{i}"), i))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let concurrent = t.elapsed();
+
+    let per_sec = |n: i64, d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "create:       {:.0}/s ({N} sequential, durable commits)",
+        per_sec(N, create)
+    );
+    println!("patch_status: {:.0}/s", per_sec(N, status));
+    println!("list {N}:     {list_time:?}");
+    println!(
+        "write->watch event: median {:?}, p90 {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 9 / 10]
+    );
+    println!("create, 8 tasks x 50: {:.0}/s", per_sec(400, concurrent));
+    println!(
+        "file size: {} KiB",
+        std::fs::metadata(dir.path().join("m.redb")).unwrap().len() / 1024
+    );
+}
