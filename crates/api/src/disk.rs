@@ -603,3 +603,34 @@ impl ThinPoolClaimDescription {
         PoolClass::from_pool_name(&self.pool_name)
     }
 }
+
+impl LocalDisk {
+    /// `status.claimState`, `Unknown` without a status.
+    pub fn claim_state(&self) -> DiskClaimState {
+        self.status
+            .as_ref()
+            .map(|s| s.claim_state)
+            .unwrap_or_default()
+    }
+
+    /// `spec.diskAttributes.type`, `Unknown` when not known.
+    pub fn disk_type(&self) -> DiskType {
+        self.spec
+            .disk_attributes
+            .as_ref()
+            .and_then(|a| a.disk_type)
+            .unwrap_or_default()
+    }
+
+    /// Present on its node (`spec.state == Active`).
+    pub fn is_active(&self) -> bool {
+        self.spec.state == Some(LocalDiskState::Active)
+    }
+}
+
+impl LocalDiskClaim {
+    /// `status.status`, `Unknown` without a status.
+    pub fn phase(&self) -> ClaimPhase {
+        self.status.as_ref().map(|s| s.status).unwrap_or_default()
+    }
+}

@@ -60,6 +60,6 @@ pub struct EventStatus {}
 impl Event {
     /// Object name for the audit log of a resource: `lower(<type>-<name>)`.
     pub fn name_for(resource_type: EventResourceType, resource_name: &str) -> String {
-        format!("{resource_type}-{resource_name}").to_lowercase()
+        crate::naming::event(resource_type, resource_name)
     }
 }

@@ -73,7 +73,8 @@
 //! [`all_crds`] lists every CRD; the `crdgen` binary writes them to
 //! `deploy/crds/hwameistor.io_<plural>.yaml` (`cargo run -p hwameistor-api --bin crdgen`), and
 //! a test fails when the committed files drift. [`registry`] looks kinds up by any name and
-//! formats kubectl-like tables; [`fixtures`] builds sample objects for tests.
+//! formats kubectl-like tables; [`naming`] builds object names; [`fixtures`] builds sample
+//! objects for tests.
 
 // kube's `printcolumn(name = .., type_ = "string", ..)` lists repeat `type_ = "string"`, which
 // clippy mistakes for duplicated attributes.
@@ -85,6 +86,7 @@ pub mod consts;
 pub mod disk;
 pub mod event;
 pub mod fixtures;
+pub mod naming;
 pub mod operations;
 pub mod registry;
 pub mod resize;

@@ -177,3 +177,23 @@ pub struct LocalVolumeMigrateStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
+
+/// `state()` for operation kinds: `status.state`, `Unknown` without a status.
+macro_rules! operation_state {
+    ($($kind:ty),+ $(,)?) => {$(
+        impl $kind {
+            /// `status.state`, `Unknown` (just submitted) without a status.
+            pub fn state(&self) -> OperationState {
+                self.status.as_ref().map(|s| s.state).unwrap_or_default()
+            }
+        }
+    )+};
+}
+
+operation_state!(
+    LocalVolumeConvert,
+    LocalVolumeExpand,
+    LocalVolumeMigrate,
+    crate::snapshot::LocalVolumeSnapshotRestore,
+    crate::snapshot::LocalVolumeReplicaSnapshotRestore,
+);

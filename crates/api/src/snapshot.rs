@@ -281,3 +281,17 @@ pub struct LocalVolumeReplicaSnapshotRestoreStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
+
+impl LocalVolumeSnapshot {
+    /// `status.state`, `Unknown` without a status.
+    pub fn state(&self) -> VolumeState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+}
+
+impl LocalVolumeReplicaSnapshot {
+    /// `status.state`, `Unknown` without a status.
+    pub fn state(&self) -> VolumeState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+}

@@ -168,3 +168,15 @@ impl LocalStorageNodeStatus {
         self.pools.get(class.lvm_pool_name())
     }
 }
+
+impl LocalStorageNode {
+    /// `status.state`, `Unknown` without a status.
+    pub fn state(&self) -> NodeState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+
+    /// The LVM pool of a class, if the node has one.
+    pub fn pool(&self, class: PoolClass) -> Option<&LocalPool> {
+        self.status.as_ref().and_then(|s| s.pool(class))
+    }
+}

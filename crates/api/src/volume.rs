@@ -1,6 +1,6 @@
 //! LVM volumes: LocalVolume, LocalVolumeReplica, LocalVolumeGroup.
 
-use hwameistor_core::types::{HaState, ReplicaState, ThinOriginType, VolumeState};
+use hwameistor_core::types::{HaState, PoolClass, ReplicaState, ThinOriginType, VolumeState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -344,3 +344,55 @@ pub struct VolumeInfo {
 /// LocalVolumeGroup has no status fields; the subresource exists as in the original.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct LocalVolumeGroupStatus {}
+
+impl LocalVolume {
+    /// `status.state`, `Unknown` without a status.
+    pub fn state(&self) -> VolumeState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+
+    /// Pool class from `spec.poolName`, if it is one of the LVM pools.
+    pub fn pool_class(&self) -> Option<PoolClass> {
+        PoolClass::from_pool_name(&self.spec.pool_name)
+    }
+
+    /// Replicated through DRBD (HA or convertible), as decided in `spec.config`; before the
+    /// controller wrote a config, from the spec.
+    pub fn is_drbd_backed(&self) -> bool {
+        match &self.spec.config {
+            Some(c) => c.convertible,
+            None => self.spec.convertible || self.spec.replica_number >= 2,
+        }
+    }
+
+    /// Node the volume is published (attached) to.
+    pub fn published_node(&self) -> Option<&str> {
+        self.status
+            .as_ref()
+            .map(|s| s.published_node.as_str())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Nodes holding replicas according to `spec.config`.
+    pub fn replica_nodes(&self) -> Vec<&str> {
+        self.spec
+            .config
+            .iter()
+            .flat_map(|c| c.replicas.iter().map(|r| r.hostname.as_str()))
+            .collect()
+    }
+}
+
+impl LocalVolumeReplica {
+    /// `status.state`, `Unknown` without a status.
+    pub fn state(&self) -> ReplicaState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+
+    /// Ready and in sync.
+    pub fn is_ready_and_synced(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.state == ReplicaState::Ready && s.synced)
+    }
+}

@@ -355,3 +355,57 @@ fn schemas_are_structural() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn accessors() {
+    let mut lv = LocalVolume::test("pvc-1");
+    assert_eq!(lv.state(), VolumeState::Unknown);
+    assert_eq!(lv.pool_class(), Some(PoolClass::HDD));
+    assert!(!lv.is_drbd_backed());
+    assert_eq!(lv.published_node(), None);
+    lv.spec.replica_number = 2;
+    assert!(
+        lv.is_drbd_backed(),
+        "2 replicas imply DRBD before placement"
+    );
+    lv.spec.config = Some(hwameistor_api::VolumeConfig {
+        convertible: false,
+        replicas: vec![hwameistor_api::VolumeReplicaConfig {
+            id: 1,
+            hostname: "n1".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert!(!lv.is_drbd_backed(), "the config decides once written");
+    assert_eq!(lv.replica_nodes(), ["n1"]);
+    lv.status = Some(hwameistor_api::LocalVolumeStatus {
+        state: VolumeState::Ready,
+        published_node: "n1".into(),
+        ..Default::default()
+    });
+    assert_eq!(lv.state(), VolumeState::Ready);
+    assert_eq!(lv.published_node(), Some("n1"));
+
+    let mut r = LocalVolumeReplica::test("pvc-1", "n1");
+    assert!(r.is_ready_and_synced());
+    r.status.as_mut().unwrap().synced = false;
+    assert!(!r.is_ready_and_synced());
+    assert_eq!(r.state(), ReplicaState::Ready);
+
+    let lsn = LocalStorageNode::test("n1");
+    assert_eq!(lsn.state(), NodeState::Ready);
+    assert!(lsn.pool(PoolClass::HDD).is_some() && lsn.pool(PoolClass::SSD).is_none());
+
+    let ld = LocalDisk::test("n1", "sdb");
+    assert_eq!(ld.claim_state(), DiskClaimState::Available);
+    assert_eq!(ld.disk_type(), DiskType::HDD);
+    assert!(ld.is_active());
+    assert_eq!(
+        LocalDiskClaim::test("c", "n1", DiskOwner::LocalStorage).phase(),
+        ClaimPhase::Unknown
+    );
+
+    let m = LocalVolumeMigrate::new("m", Default::default());
+    assert_eq!(m.state(), OperationState::Unknown);
+}
