@@ -27,7 +27,7 @@
 //!   for the reconcilers (controllers and node agent) to report observed state. It never
 //!   touches a device.
 //! - [`node`] does the device work through the [`NodeOps`] trait (mkfs, mount, bind mount,
-//!   grow, statfs).
+//!   grow, statfs); [`HostNodeOps`] implements it on the host with `hwameistor_engine::fs`.
 //! - [`error`] maps every failure to its gRPC code in exactly one place.
 //! - [`redact`] gives every message with secrets a `Debug` that hides them; requests are
 //!   logged only through `Debug`, so no log line contains a secret.
@@ -52,6 +52,7 @@
 pub mod backend;
 pub mod controller;
 pub mod error;
+pub mod host;
 pub mod identity;
 pub mod node;
 pub mod redact;
@@ -67,6 +68,7 @@ pub mod proto {
 pub use backend::{Backend, BackendError};
 pub use controller::ControllerConfig;
 pub use error::{Error, Result};
+pub use host::HostNodeOps;
 pub use node::{FsStats, NodeOps, NodeOpsError};
 pub use server::{CsiConfig, serve, serve_disk, serve_lvm};
 

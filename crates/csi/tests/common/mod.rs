@@ -420,18 +420,24 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(driver: Driver, backend: MemBackend) -> Harness {
+        let ops = FakeNodeOps::default();
+        Self::start_with_ops(driver, backend, ops.clone(), Arc::new(ops)).await
+    }
+
+    /// Serve with the given node operations (`ops` is kept for inspection).
+    pub async fn start_with_ops(
+        driver: Driver,
+        backend: MemBackend,
+        ops: FakeNodeOps,
+        node_ops: Arc<dyn NodeOps>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("csi.sock");
         let cfg = CsiConfig::new(&socket, "node1")
             .with_wait(Duration::from_secs(3), Duration::from_millis(10));
-        let ops = FakeNodeOps::default();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
-            let (b, o, s) = (
-                Arc::new(backend.clone()),
-                Arc::new(ops.clone()),
-                shutdown.clone(),
-            );
+            let (b, o, s) = (Arc::new(backend.clone()), node_ops, shutdown.clone());
             async move {
                 hwameistor_csi::serve(driver, cfg, b, o, s)
                     .await
