@@ -1,1 +1,195 @@
-fn main() {}
+//! `hwameistor`: the multi-call server binary. Each subcommand runs one component of
+//! HwameiStor from its library crate; `standalone` runs them all on one host against the
+//! embedded object store.
+
+mod standalone;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+/// HwameiStor: local storage for Kubernetes and single hosts.
+#[derive(Debug, Parser)]
+#[command(name = "hwameistor", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HWAMEISTOR_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG is used when this is not given.
+    #[arg(long, global = true, env = "HWAMEISTOR_LOG")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Component,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Component {
+    /// Node agent (disk manager, volume node agent, CSI node service) for one Kubernetes node.
+    Node,
+    /// Cluster controllers (volumes, replicas, claims, operations) against Kubernetes.
+    Controller,
+    /// Scheduler extender for the hwameistor-scheduler profile.
+    Scheduler,
+    /// Admission webhook (schedulerName for pods with HwameiStor volumes).
+    Webhook,
+    /// REST API (the one hwameictl uses) over the Kubernetes API.
+    Apiserver(ApiserverArgs),
+    /// Prometheus exporter.
+    Exporter,
+    /// Everything on one host: embedded object store, REST API, and the components.
+    Standalone(standalone::StandaloneArgs),
+    /// Write the CustomResourceDefinitions as YAML (to a directory, or stdout).
+    Crdgen {
+        /// Directory to write `hwameistor.io_<plural>.yaml` files into; stdout when absent.
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ApiserverArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    listen: SocketAddr,
+    /// Require a token (POST .../cluster/auth/auth with these credentials).
+    #[arg(long, env = "EnableAuth", default_value_t = false)]
+    enable_auth: bool,
+    #[arg(long, env = "AuthAccessId", default_value = "admin")]
+    auth_access_id: String,
+    #[arg(
+        long,
+        env = "AuthSecretKey",
+        default_value = "admin",
+        hide_env_values = true
+    )]
+    auth_secret_key: String,
+}
+
+fn init_tracing(format: LogFormat, filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// A component whose issue has not landed: say so and fail.
+fn not_implemented(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("hwameistor: the {what} is not implemented yet ({issue})");
+    Ok(ExitCode::from(2))
+}
+
+/// Cancel the returned token on SIGTERM or SIGINT.
+fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "shutting down");
+        t.cancel();
+    });
+    Ok(token)
+}
+
+async fn apiserver(args: ApiserverArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown_on_signals()?;
+    let store = hwameistor_store::KubeStore::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let auth = args.enable_auth.then_some(hwameistor_http::Credentials {
+        access_id: args.auth_access_id,
+        secret_key: args.auth_secret_key,
+    });
+    let app = hwameistor_http::router(
+        store.into(),
+        hwameistor_http::ApiConfig { auth },
+        shutdown.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    hwameistor_http::serve(listener, app, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn crdgen(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let files = hwameistor_api::crd_files()?;
+    match dir {
+        None => {
+            for (_, yaml) in files {
+                println!("---\n{}", yaml.trim_end());
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (name, yaml) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Component::Node => not_implemented("node agent for Kubernetes mode", "issues 3, 4 and 6"),
+        Component::Controller => {
+            not_implemented("controller for Kubernetes mode", "issues 3 and 4")
+        }
+        Component::Scheduler => {
+            not_implemented("scheduler extender", "capability K2; no issue yet")
+        }
+        Component::Webhook => not_implemented("admission webhook", "capability K3; no issue yet"),
+        Component::Exporter => not_implemented("exporter", "capability O1; no issue yet"),
+        Component::Apiserver(a) => apiserver(a).await,
+        Component::Standalone(a) => standalone::run(a, shutdown_on_signals()?).await,
+        Component::Crdgen { dir } => crdgen(dir),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, cli.log_level.as_deref());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hwameistor: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "hwameistor failed");
+            eprintln!("hwameistor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

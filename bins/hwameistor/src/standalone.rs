@@ -1,0 +1,328 @@
+//! `hwameistor standalone`: every component on one host, sharing one embedded store.
+//!
+//! Start-up: open `<data-dir>/store.redb` (EmbeddedStore), serve the REST API on
+//! `--listen`, write `<data-dir>/server.json` (`{"url", "listen", "pid"}`) so `hwameictl
+//! --data-dir <data-dir>` finds the server, then start the components registered in
+//! [`components`]. SIGTERM or SIGINT cancels one shutdown token: the API stops accepting,
+//! open watch streams end, in-flight requests and the components finish, `server.json` is
+//! removed and the store is closed (every write was already committed to the file).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hwameistor_store::{EmbeddedStore, Store};
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// File in the data directory naming the running server (read by `hwameictl`).
+pub const SERVER_FILE: &str = "server.json";
+/// Database file of the embedded store in the data directory.
+pub const STORE_FILE: &str = "store.redb";
+/// How long components get to stop after the shutdown signal.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// Directory for the object store, server.json (and, with --demo, the sparse-file disks).
+    #[arg(
+        long,
+        env = "HWAMEISTOR_DATA_DIR",
+        default_value = "/var/lib/hwameistor"
+    )]
+    pub data_dir: PathBuf,
+    /// Address of the REST API (port 0 picks a free port; see server.json).
+    #[arg(long, default_value = "127.0.0.1:7480")]
+    pub listen: SocketAddr,
+    /// Create sparse-file disks under <data-dir>/disks and claim them (needs the disk manager
+    /// and the node agent).
+    #[arg(long)]
+    pub demo: bool,
+    /// Serve only the object store and the REST API (no disk discovery, node agent or
+    /// controllers); for tests and for inspecting a data directory.
+    #[arg(long)]
+    pub api_only: bool,
+    /// Volume engine: lvm or file (default: lvm where device-mapper and lvm2 exist, else file).
+    #[arg(long)]
+    pub engine: Option<hwameistor_engine::EngineKind>,
+    /// Count loop devices with a backing file as disks (tests, demo).
+    #[arg(long)]
+    pub include_loop: bool,
+    /// Storage IP of this node (LocalStorageNode spec.storageIP).
+    #[arg(long)]
+    pub storage_ip: Option<String>,
+    /// Name of this node in the objects (LocalDisk.spec.nodeName, LocalStorageNode name).
+    #[arg(long, env = "NODENAME")]
+    pub node_name: Option<String>,
+    /// Require a token on the REST API (POST .../cluster/auth/auth with these credentials).
+    #[arg(long, env = "EnableAuth", default_value_t = false)]
+    pub enable_auth: bool,
+    #[arg(long, env = "AuthAccessId", default_value = "admin")]
+    pub auth_access_id: String,
+    #[arg(
+        long,
+        env = "AuthSecretKey",
+        default_value = "admin",
+        hide_env_values = true
+    )]
+    pub auth_secret_key: String,
+}
+
+/// What every component gets.
+#[derive(Clone, Debug)]
+pub struct ComponentCtx {
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub node_name: String,
+    pub demo: bool,
+    pub shutdown: CancellationToken,
+}
+
+/// Start the components of the standalone mode as tasks in `set`.
+///
+/// Extension point: each component's library exposes `run_*(config, store, ..., shutdown)`;
+/// add one `set.spawn(...)` per component here. A component returning an error, or
+/// stopping before the shutdown signal, stops the whole server (exit code 1).
+///
+/// Wired today: the disk manager (node and cluster side), the volume node agent with the
+/// engine chosen for this host, and the volume cluster controllers. Not yet: the CSI
+/// sockets (issue 6) and the `--demo` disks.
+async fn components(
+    ctx: &ComponentCtx,
+    args: &StandaloneArgs,
+    set: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+) -> anyhow::Result<()> {
+    if ctx.demo {
+        anyhow::bail!(
+            "--demo (sparse-file disks claimed for local-storage) is not wired into the standalone mode yet \
+             (issue 6); run without --demo, or attach disks and claim them with a LocalDiskClaim"
+        );
+    }
+    if args.api_only {
+        tracing::info!("--api-only: serving the object store and the REST API, no host components");
+        return Ok(());
+    }
+    use hwameistor_controllers::{disk, volume};
+    let runner = hwameistor_exec::TokioRunner::shared();
+
+    let mut engine_cfg = hwameistor_engine::EngineConfig {
+        engine: args.engine,
+        ..Default::default()
+    };
+    engine_cfg.file.root = ctx.data_dir.join("pools");
+    let engine = hwameistor_engine::engine::open_engine(runner.clone(), &engine_cfg)
+        .await
+        .context("choosing the volume engine for this host")?;
+
+    let mut disk_node = disk::DiskNodeConfig::new(ctx.node_name.clone());
+    disk_node.include_loop = args.include_loop;
+    let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+    let r = runner.clone();
+    set.spawn(async move {
+        (
+            "disk manager (node)",
+            disk::run_node(disk_node, store, r, stop)
+                .await
+                .map_err(Into::into),
+        )
+    });
+
+    let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+    set.spawn(async move {
+        (
+            "disk manager (cluster)",
+            disk::run_cluster(disk::DiskClusterConfig::default(), store, stop)
+                .await
+                .map_err(Into::into),
+        )
+    });
+
+    let mut agent = volume::NodeAgentConfig::new(ctx.node_name.clone());
+    agent.storage_ip = args.storage_ip.clone();
+    let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+    set.spawn(async move {
+        (
+            "node agent",
+            volume::run_node_agent(agent, store, engine, runner, stop)
+                .await
+                .map_err(Into::into),
+        )
+    });
+
+    let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+    set.spawn(async move {
+        (
+            "volume controllers",
+            volume::run_cluster_controllers(volume::ClusterConfig::default(), store, stop)
+                .await
+                .map_err(Into::into),
+        )
+    });
+    Ok(())
+}
+
+fn node_name(arg: Option<String>) -> String {
+    arg.filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn write_server_file(dir: &Path, url: &str, listen: SocketAddr) -> anyhow::Result<PathBuf> {
+    let path = dir.join(SERVER_FILE);
+    let tmp = dir.join(format!("{SERVER_FILE}.tmp"));
+    let body = json!({"url": url, "listen": listen.to_string(), "pid": std::process::id()});
+    std::fs::write(&tmp, format!("{body:#}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(path)
+}
+
+/// Remove server.json if it still names this process.
+fn remove_server_file(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
+        == Some(u64::from(std::process::id()));
+    if ours && let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove the server file");
+    }
+}
+
+pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    let dir = args.data_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let db = dir.join(STORE_FILE);
+    let embedded = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || EmbeddedStore::open(&db)
+    })
+    .await
+    .context("opening the store")?
+    .with_context(|| {
+        format!(
+            "opening the object store {} (is another hwameistor using it?)",
+            db.display()
+        )
+    })?;
+    let store = Store::from(embedded);
+    tracing::info!(path = %db.display(), "object store open");
+
+    let auth = args.enable_auth.then(|| hwameistor_http::Credentials {
+        access_id: args.auth_access_id.clone(),
+        secret_key: args.auth_secret_key.clone(),
+    });
+    let app = hwameistor_http::router(
+        store.clone(),
+        hwameistor_http::ApiConfig { auth },
+        shutdown.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the REST API to {}", args.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{local}");
+
+    let ctx = ComponentCtx {
+        store: store.clone(),
+        data_dir: dir.clone(),
+        node_name: node_name(args.node_name.clone()),
+        demo: args.demo,
+        shutdown: shutdown.clone(),
+    };
+    let mut set = JoinSet::new();
+    components(&ctx, &args, &mut set).await?;
+
+    let server_file = write_server_file(&dir, &url, local)?;
+    tracing::info!(%url, node = %ctx.node_name, data_dir = %dir.display(), "hwameistor standalone ready");
+    let api = tokio::spawn(hwameistor_http::serve(listener, app, shutdown.clone()));
+
+    // Run until a signal, or until a component fails.
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = set.join_next(), if !set.is_empty() => {
+                match done {
+                    Ok((name, Ok(()))) if shutdown.is_cancelled() => tracing::info!(component = name, "stopped"),
+                    Ok((name, Ok(()))) => {
+                        tracing::error!(component = name, "stopped unexpectedly; shutting down");
+                        failed = true;
+                        shutdown.cancel();
+                    }
+                    Ok((name, Err(e))) => {
+                        tracing::error!(component = name, error = format!("{e:#}"), "failed; shutting down");
+                        failed = true;
+                        shutdown.cancel();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a component panicked; shutting down");
+                        failed = true;
+                        shutdown.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    // Graceful stop: components first, then the API, then the store.
+    let stopping = async {
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok((name, Ok(()))) => tracing::info!(component = name, "stopped"),
+                Ok((name, Err(e))) => {
+                    tracing::error!(
+                        component = name,
+                        error = format!("{e:#}"),
+                        "failed while stopping"
+                    );
+                    failed = true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a component panicked while stopping");
+                    failed = true;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+        tracing::error!(grace = ?STOP_GRACE, "components did not stop in time; aborting them");
+        set.abort_all();
+        failed = true;
+    }
+    match tokio::time::timeout(STOP_GRACE, api).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => {
+            tracing::error!(error = %e, "REST API failed");
+            failed = true;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "REST API task panicked");
+            failed = true;
+        }
+        Err(_) => {
+            tracing::error!("REST API did not stop in time");
+            failed = true;
+        }
+    }
+    remove_server_file(&server_file);
+    drop(ctx);
+    drop(store);
+    tracing::info!("hwameistor standalone stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
