@@ -22,6 +22,11 @@
 //!     .await;
 //! # }
 //! ```
+//!
+//! Other kinds trigger the same controller through further watcher streams, e.g.
+//! `.owns_stream(watcher(store.all::<Child>(), sel).default_backoff().touched_objects())` or
+//! `.watches_stream(.., mapper)`; a read-only cache of another kind (say, all nodes for
+//! placement) is [`cache`].
 
 use std::collections::VecDeque;
 
@@ -116,4 +121,21 @@ pub fn controller<K: Object>(objects: Objects<K>, selector: Selector) -> Control
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(trigger, reader)
+}
+
+/// A kube-runtime reflector cache of `objects`, kept current by the returned future (spawn
+/// it; it runs until dropped). `reader.wait_until_ready().await` waits for the first list.
+pub fn cache<K: Object>(
+    objects: Objects<K>,
+    selector: Selector,
+) -> (
+    reflector::Store<K>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let driver = watcher(objects, selector)
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| async {});
+    (reader, driver)
 }

@@ -170,3 +170,46 @@ async fn controller_survives_gone_by_relisting() {
     }
     assert_eq!(after, ["Init", "InitApply 9", "InitDone"]);
 }
+
+/// The reflector cache follows the store on both backends.
+async fn cache_follows(f: Fixture) {
+    let widgets = f.store.all::<Widget>();
+    widgets.create(&widget("a", 1)).await.unwrap();
+    let (reader, driver) = runtime::cache(widgets.clone(), Selector::default());
+    let task = tokio::spawn(driver);
+    tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.state().len(), 1);
+    widgets.create(&widget("b", 2)).await.unwrap();
+    widgets.delete("a").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names: Vec<_> = reader
+            .state()
+            .iter()
+            .map(|w| w.metadata.name.clone().unwrap_or_default())
+            .collect();
+        if names == ["b"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cache stuck at {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    f.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_follows_embedded_store() {
+    cache_follows(Fixture::embedded(1000)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_follows_kube_store() {
+    cache_follows(Fixture::kube(1000)).await;
+}
