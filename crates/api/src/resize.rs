@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// When to grow PVCs automatically. Selectors are ANDed; a policy without selectors is the
-/// cluster default. All thresholds are percentages.
+/// cluster default. All thresholds are percentages (int8 in the original; stored as int32
+/// limited to 0..=100 here, which is wire-compatible).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "hwameistor.io",
@@ -22,17 +23,17 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ResizePolicySpec {
     /// Target usage after a resize (percent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::common::is_default")]
     #[schemars(range(min = 0, max = 100))]
-    pub warning_threshold: i8,
+    pub warning_threshold: i32,
     /// Usage (percent) at which a volume is grown.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::common::is_default")]
     #[schemars(range(min = 0, max = 100))]
-    pub resize_threshold: i8,
+    pub resize_threshold: i32,
     /// Volumes in pools used above this percentage are not grown.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::common::is_default")]
     #[schemars(range(min = 0, max = 100))]
-    pub node_pool_usage_limit: i8,
+    pub node_pool_usage_limit: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -321,6 +321,11 @@ fn schemas_are_structural() {
         {
             problems.push(format!("{kind} {path}: null in enum"));
         }
+        if let Some(f) = obj.get("format").and_then(Value::as_str)
+            && !["int32", "int64", "date-time", "byte", "double", "float"].contains(&f)
+        {
+            problems.push(format!("{kind} {path}: non-standard format {f}"));
+        }
         if obj.contains_key("$ref") {
             problems.push(format!("{kind} {path}: $ref"));
         }
