@@ -150,8 +150,10 @@ pub fn mkfs_cmd(dev: &Path, fs: FsType, extra: &[&str]) -> Cmd {
     let dev = dev.to_string_lossy().into_owned();
     let timeout = Duration::from_secs(600);
     match fs {
+        // 4 KiB blocks always: mke2fs picks 1 KiB blocks for small (< 512 MiB) devices,
+        // and current kernels refuse to grow those online (s_first_data_block != 0).
         FsType::Ext4 => Cmd::new("mkfs.ext4")
-            .args(["-q", "-F", "-E", "nodiscard"])
+            .args(["-q", "-F", "-b", "4096", "-E", "nodiscard"])
             .args(extra.iter().copied())
             .arg(dev),
         FsType::Xfs => Cmd::new("mkfs.xfs")
@@ -392,8 +394,10 @@ pub async fn grow(runner: &dyn Runner, dev: &Path, mountpoint: &Path) -> Result<
             message: format!("{} is mounted from {}", mountpoint.display(), m.source),
         });
     }
+    // resize2fs recognises a mounted device only by its real node (not a symlink to it).
+    let real = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
     let cmd = match m.fstype.parse::<FsType>()? {
-        FsType::Ext4 => Cmd::new("resize2fs").arg(dev.to_string_lossy()),
+        FsType::Ext4 => Cmd::new("resize2fs").arg(real.to_string_lossy()),
         FsType::Xfs => Cmd::new("xfs_growfs")
             .arg("-d")
             .arg(mountpoint.to_string_lossy()),

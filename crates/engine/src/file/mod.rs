@@ -779,6 +779,11 @@ impl VolumeEngine for FileEngine {
             self.detach(OP, pool, volume, &file).await?;
             std::fs::remove_file(&file).map_err(io(OP, &ctx, &file))?;
             sync_dir(OP, &ctx, &disk.volumes())?;
+            // Let the filesystem finish freeing the blocks (XFS frees them in the
+            // background) so the pool's free space shows the deletion. Best effort.
+            if let Ok(d) = std::fs::File::open(&disk.mountpoint) {
+                let _ = nix::unistd::syncfs(&d);
+            }
         }
         // Leftovers of an interrupted create, and a stale link.
         for d in &disks {
@@ -1069,7 +1074,7 @@ async fn reflink_copy(
 ) -> Result<()> {
     let _ = std::fs::remove_file(to);
     let cmd = Cmd::new("cp")
-        .args(["--reflink=always", "--sparse=always"])
+        .arg("--reflink=always")
         .arg(from.to_string_lossy())
         .arg(to.to_string_lossy())
         .timeout(e.cfg.timeout * 10);
