@@ -86,10 +86,14 @@ lap disks
 
 ip link set lo up 2> /dev/null
 if [ -n "${VM_IP:-}" ]; then
-  VM_NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+  VM_NIC=""
+  for p in /sys/class/net/*; do
+    [ "${p##*/}" = lo ] || { VM_NIC=${p##*/}; break; }
+  done
   [ -n "$VM_NIC" ] || fail "no network interface for VM_IP=$VM_IP"
-  ip addr add "$VM_IP/24" dev "$VM_NIC" && ip link set "$VM_NIC" up ||
+  if ! ip addr add "$VM_IP/24" dev "$VM_NIC" || ! ip link set "$VM_NIC" up; then
     fail "cannot configure $VM_NIC"
+  fi
   export VM_NIC
 fi
 

@@ -81,4 +81,4 @@ fi
 T_V=$(since "$T2")
 
 echo "setup: ok (apt ${T_APT}s, kernel ${T_K}s, virtme-ng ${T_V}s, total $(since "$T0")s;" \
-  "kernel $(basename "$(ls "$CACHE"/kernel/boot/vmlinuz-* | head -1)"))"
+  "kernel $(cd "$CACHE/kernel/boot" && echo vmlinuz-*))"

@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
+# (SC2034: VM_PID, VM_OUT_PID, VM_ENV_ARGS ... are results for the caller)
 # Shared host-side code of the tier-2 harness; sourced by cargo-runner.sh and
 # run-pair.sh. Nothing here runs at source time except variable setup.
 #
@@ -25,7 +26,7 @@ vm_sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a-b}'; }
 vm_mtime() { stat -c '%.3Y' "$1" 2>/dev/null; }
 
 vm_check_setup() {
-  VM_KIMG=$(ls "$VM_CACHE"/kernel/boot/vmlinuz-* 2>/dev/null | head -1)
+  VM_KIMG=$(find "$VM_CACHE/kernel/boot" -maxdepth 1 -name 'vmlinuz-*' 2> /dev/null | sort | head -1)
   if [ -z "$VM_KIMG" ] || [ ! -x "$VM_CACHE/venv/bin/vng" ] ||
     ! command -v qemu-system-x86_64 > /dev/null; then
     vm_log "tier-2 harness not set up: run tests/vm/setup.sh first"
@@ -151,17 +152,22 @@ vm_start() {
   VM_PID=$!
 }
 
-# vm_kill PID: end a guest's whole process group (timeout, vng, qemu).
+# vm_kill PID: end a guest's whole process group (timeout, vng, qemu) and
+# wait until every member is gone (TERM, then KILL after 10 s).
 vm_kill() {
   local pid=$1
   [ -n "$pid" ] || return 0
   kill -TERM -- "-$pid" 2> /dev/null || kill -TERM "$pid" 2> /dev/null || return 0
-  local i
-  for i in $(seq 50); do
-    kill -0 "$pid" 2> /dev/null || return 0
+  for _ in $(seq 100); do
+    kill -0 -- "-$pid" 2> /dev/null || return 0
     sleep 0.1
   done
   kill -KILL -- "-$pid" 2> /dev/null
+  for _ in $(seq 20); do
+    kill -0 -- "-$pid" 2> /dev/null || return 0
+    sleep 0.1
+  done
+  vm_log "process group $pid still alive after KILL"
 }
 
 # vm_result RUNDIR VNG_RC -> prints the guest's exit status (what the test
@@ -170,7 +176,7 @@ vm_kill() {
 #  - 124/137 from timeout means the guest timed out;
 #  - no guest.rc means the guest died before the test finished.
 vm_result() {
-  local run=$1 vrc=$2 rc
+  local run=$1 vrc=$2 rc label=${1#"$VM_RUNROOT"/}
   local t0 tstart tready trc tend
   t0=$(cat "$run/host.start")
   tend=$(vm_now)
@@ -180,20 +186,20 @@ vm_result() {
   if [ -f "$run/guest.rc" ]; then
     rc=$(cat "$run/guest.rc")
   elif [ "$vrc" = 124 ] || [ "$vrc" = 137 ]; then
-    vm_log "$(basename "$run"): TIMEOUT after ${VM_TIMEOUT}s (VM_TIMEOUT)"
+    vm_log "$label: TIMEOUT after ${VM_TIMEOUT}s (VM_TIMEOUT)"
     rc=124
   else
-    vm_log "$(basename "$run"): guest ended without a test status (vng rc=$vrc); see console.log"
+    vm_log "$label: guest ended without a test status (vng rc=$vrc); see console.log"
     rc=$((vrc == 0 ? 1 : vrc))
   fi
-  local boot=? init=? test=? down=?
+  local boot="?" init="?" test="?" down="?" line
   [ -n "$tstart" ] && boot=$(vm_sub "$tstart" "$t0")
   [ -n "$tstart" ] && [ -n "$tready" ] && init=$(vm_sub "$tready" "$tstart")
   [ -n "$tready" ] && [ -n "$trc" ] && test=$(vm_sub "$trc" "$tready")
   [ -n "$trc" ] && down=$(vm_sub "$tend" "$trc")
-  local line="rc=$rc boot=${boot}s init=${init}s test=${test}s shutdown=${down}s total=$(vm_sub "$tend" "$t0")s"
+  line="rc=$rc boot=${boot}s init=${init}s test=${test}s shutdown=${down}s total=$(vm_sub "$tend" "$t0")s"
   echo "$line" > "$run/timing"
-  vm_log "$(basename "$run"): $line"
+  vm_log "$label: $line"
   return "$rc"
 }
 
