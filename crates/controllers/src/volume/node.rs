@@ -414,12 +414,12 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
     } else {
         NodeState::Ready
     };
-    let pools_json = serde_json::to_value(&host).unwrap_or_default();
-    // Merge patch: pools that vanished must be removed explicitly.
-    let mut pools_patch = pools_json.as_object().cloned().unwrap_or_default();
-    for gone in reported.keys().filter(|k| !host.contains_key(*k)) {
-        pools_patch.insert(gone.clone(), serde_json::Value::Null);
-    }
+    // A merge patch that turns the reported pools into the host's: keys the host no longer
+    // has (a pool, an empty volume list) must be nulled explicitly.
+    let pools_patch = merge_patch_between(
+        &serde_json::to_value(&reported).unwrap_or_default(),
+        &serde_json::to_value(&host).unwrap_or_default(),
+    );
     lsns.patch_status(
         name,
         &json!({"status": {"pools": pools_patch, "state": new_state}}),
@@ -436,6 +436,32 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
     .await
     .ctx("patch", "LocalStorageNode", name)?;
     Ok(())
+}
+
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`.
+pub fn merge_patch_between(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, nv) in n {
+                match o.get(k) {
+                    Some(ov) if ov == nv => {}
+                    Some(ov) => {
+                        out.insert(k.clone(), merge_patch_between(ov, nv));
+                    }
+                    None => {
+                        out.insert(k.clone(), nv.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        (_, n) => n.clone(),
+    }
 }
 
 /// Set condition `kind` to True (and its opposite to False) with reason and message.
@@ -679,6 +705,15 @@ mod tests {
             Some("10.0.0.3")
         );
         assert_eq!(resolve_storage_ip("", None, a, None), None);
+    }
+
+    #[test]
+    fn merge_patch_nulls_removed_keys() {
+        let old = json!({"a": {"volumes": ["x"], "total": 1}, "gone": {"total": 2}});
+        let new = json!({"a": {"total": 1}});
+        let p = merge_patch_between(&old, &new);
+        assert_eq!(p, json!({"a": {"volumes": null}, "gone": null}));
+        assert_eq!(merge_patch_between(&new, &new), json!({}));
     }
 
     #[test]
