@@ -136,6 +136,18 @@ pub struct Publication {
     pub fs_type: Option<String>,
 }
 
+/// A publication made by the node service, for backends that record them (raw-disk volumes
+/// keep them in `LocalDiskVolume.status.mountPoints`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRecord {
+    /// Filesystem for filesystem publications; `None` for raw block.
+    pub fs_type: Option<String>,
+    /// CSI access mode number.
+    pub access_mode: i32,
+    /// The node service created the filesystem (so the disk may be wiped after deletion).
+    pub formatted: bool,
+}
+
 /// Filesystem usage reported by NodeGetVolumeStats, written back to the volume's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -211,6 +223,17 @@ pub trait Backend: Send + Sync + 'static {
     async fn expand_volume(&self, id: &str, bytes: u64) -> BackendResult<()>;
     /// Write filesystem usage into the volume's status.
     async fn record_usage(&self, id: &str, usage: Usage) -> BackendResult<()>;
+    /// Record (`Some`) or forget (`None`) a publication at `target`. The default records
+    /// nothing (LocalVolumes do not list their mounts).
+    async fn record_mount(
+        &self,
+        id: &str,
+        target: &str,
+        mount: Option<&MountRecord>,
+    ) -> BackendResult<()> {
+        let _ = (id, target, mount);
+        Ok(())
+    }
     /// Storage nodes with their pools.
     async fn nodes(&self) -> BackendResult<Vec<NodeCapacity>>;
     /// The snapshot named `id`, or `None`.

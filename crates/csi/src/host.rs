@@ -61,9 +61,9 @@ impl NodeOps for HostNodeOps {
         fs_type: &str,
         flags: &[String],
         readonly: bool,
-    ) -> Result<(), NodeOpsError> {
+    ) -> Result<bool, NodeOpsError> {
         let fs = FsType::from_str(fs_type).map_err(map)?;
-        fs::mkfs(self.runner.as_ref(), device, fs, &[])
+        let outcome = fs::mkfs(self.runner.as_ref(), device, fs, &[])
             .await
             .map_err(map)?;
         let mut options: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -76,7 +76,8 @@ impl NodeOps for HostNodeOps {
         }
         fs::mount(self.runner.as_ref(), device, target, fs, &options)
             .await
-            .map_err(map)
+            .map_err(map)?;
+        Ok(outcome == fs::MkfsOutcome::Formatted)
     }
 
     async fn mount_block(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::backend::{Backend, Usage, VolumePhase};
+use crate::backend::{Backend, MountRecord, Usage, VolumePhase};
 use crate::controller::{AccessKind, check_capability, validate_id};
 use crate::error::{Error, Result};
 use crate::proto::node_server::Node;
@@ -57,7 +57,7 @@ pub trait NodeOps: Send + Sync + 'static {
     /// Make a filesystem of `fs_type` on `device` unless it already has one (a different
     /// existing filesystem is an error, never overwritten), then mount it at `target`
     /// (a directory, created if missing) with `flags`, read-only if asked. A target already
-    /// mounted from `device` is success.
+    /// mounted from `device` is success. Returns whether a filesystem was created.
     async fn mount_fs(
         &self,
         device: &Path,
@@ -65,7 +65,7 @@ pub trait NodeOps: Send + Sync + 'static {
         fs_type: &str,
         flags: &[String],
         readonly: bool,
-    ) -> Result<(), NodeOpsError>;
+    ) -> Result<bool, NodeOpsError>;
     /// Bind-mount the block device onto `target` (a file, created if missing).
     async fn mount_block(
         &self,
@@ -279,22 +279,36 @@ impl NodeService {
             });
         }
         let dev = Path::new(&device);
-        match (&access.kind, &fs_type) {
+        let formatted = match (&access.kind, &fs_type) {
             (AccessKind::Mount { flags, .. }, Some(fs)) => self
                 .ops
                 .mount_fs(dev, &target, fs, flags, req.readonly)
                 .await
                 .map_err(Error::node("mount"))?,
-            _ => self
-                .ops
-                .mount_block(dev, &target, req.readonly)
-                .await
-                .map_err(Error::node("bind mount"))?,
-        }
-        mine.insert(target_key, wanted);
+            _ => {
+                self.ops
+                    .mount_block(dev, &target, req.readonly)
+                    .await
+                    .map_err(Error::node("bind mount"))?;
+                false
+            }
+        };
+        mine.insert(target_key.clone(), wanted);
         let snapshot = all.clone();
         drop(all);
         self.save(&snapshot).await;
+        let record = MountRecord {
+            fs_type: fs_type.clone(),
+            access_mode: cap.access_mode.as_ref().map(|m| m.mode).unwrap_or(0),
+            formatted,
+        };
+        if let Err(e) = self
+            .backend
+            .record_mount(&req.volume_id, &target_key, Some(&record))
+            .await
+        {
+            tracing::warn!(volume = %req.volume_id, error = %e, "cannot record the publication");
+        }
         tracing::info!(volume = %req.volume_id, target = %target.display(), device, "volume published");
         Ok(NodePublishVolumeResponse {})
     }
@@ -335,6 +349,9 @@ impl NodeService {
         let snapshot = all.clone();
         drop(all);
         self.save(&snapshot).await;
+        if let Err(e) = self.backend.record_mount(&req.volume_id, &key, None).await {
+            tracing::debug!(volume = %req.volume_id, error = %e, "cannot forget the publication");
+        }
         tracing::info!(volume = %req.volume_id, target = %target.display(), "volume unpublished");
         Ok(NodeUnpublishVolumeResponse {})
     }

@@ -17,20 +17,23 @@
 //!
 //! `disk.hwameistor.io` ([`DiskStoreBackend`]): a volume is a `LocalDiskVolume`; it is ready
 //! once the disk is assigned (`Created` or later); deletion sets `status.state =
-//! ToBeDeleted`; capacity comes from `LocalDiskNode.status.pools`.
+//! ToBeDeleted`; capacity comes from `LocalDiskNode.status.pools`. The node service mounts
+//! the disk itself and records each publication in `status.mountPoints` (phase `Mounted`);
+//! when it created the filesystem it sets `spec.canWipe`, so the disk is wiped after the
+//! volume's deletion only if we formatted it.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use hwameistor_api::types::{
-    DiskType, EncryptType, NodeState, OperationState, PoolClass, ReplicaState, RestoreType,
-    VolumeState,
+    AccessType, DiskType, EncryptType, MountPointPhase, NodeState, OperationState, PoolClass,
+    ReplicaState, RestoreType, VolumeState,
 };
 use hwameistor_api::{
     LocalDiskNode, LocalDiskVolume, LocalDiskVolumeSpec, LocalPool, LocalStorageNode, LocalVolume,
     LocalVolumeExpand, LocalVolumeExpandSpec, LocalVolumeReplica, LocalVolumeSnapshot,
     LocalVolumeSnapshotRestore, LocalVolumeSnapshotRestoreSpec, LocalVolumeSnapshotSpec,
-    LocalVolumeSpec, VolumeAccessibility, VolumeEncrypt, VolumeQoS,
+    LocalVolumeSpec, MountPoint, VolumeAccessibility, VolumeEncrypt, VolumeQoS,
 };
 use hwameistor_core::params::{DiskParams, EncryptParams, LvmParams, PvcRef, parse_quantity};
 use hwameistor_store::{Object, Selector, Store};
@@ -721,6 +724,54 @@ impl Backend for DiskStoreBackend {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn record_mount(
+        &self,
+        id: &str,
+        target: &str,
+        mount: Option<&MountRecord>,
+    ) -> BackendResult<()> {
+        let volumes = self.store.all::<LocalDiskVolume>();
+        // Optimistic concurrency: re-read and retry on a conflicting write.
+        for _ in 0..5 {
+            let Some(mut v) = volumes.get_opt(id).await.map_err(err)? else {
+                return Ok(());
+            };
+            if mount.is_some_and(|m| m.formatted) && !v.spec.can_wipe {
+                v = volumes
+                    .patch(id, &json!({"spec": {"canWipe": true}}))
+                    .await
+                    .map_err(err)?;
+            }
+            let mut st = v.status.clone().unwrap_or_default();
+            st.mount_points.retain(|p| p.target_path != target);
+            if let Some(m) = mount {
+                st.mount_points.push(MountPoint {
+                    target_path: target.to_string(),
+                    volume_cap: Some(hwameistor_api::VolumeCapability {
+                        access_mode: m.access_mode,
+                        access_type: Some(if m.fs_type.is_some() {
+                            AccessType::Mount
+                        } else {
+                            AccessType::Block
+                        }),
+                    }),
+                    fs_type: m.fs_type.clone().unwrap_or_default(),
+                    mount_options: vec![],
+                    phase: MountPointPhase::Mounted,
+                });
+            }
+            v.status = Some(st);
+            match volumes.replace_status(&v).await {
+                Ok(_) => return Ok(()),
+                Err(hwameistor_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Err(BackendError::Conflict(format!(
+            "LocalDiskVolume {id}: mount points kept changing"
+        )))
     }
 
     async fn nodes(&self) -> BackendResult<Vec<NodeCapacity>> {

@@ -1791,6 +1791,19 @@ async fn disk_driver_end_to_end() {
             .0,
         "/dev/fake/raw-1"
     );
+    let rec = h
+        .backend
+        .state
+        .lock()
+        .unwrap()
+        .mounts
+        .get(&("raw-1".to_string(), t.clone()))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (rec.fs_type.as_deref(), rec.formatted, rec.access_mode),
+        (Some("xfs"), true, 1)
+    );
     let st = h
         .node
         .node_get_volume_stats(NodeGetVolumeStatsRequest {
@@ -1818,6 +1831,10 @@ async fn disk_driver_end_to_end() {
         })
         .await
         .unwrap();
+    assert!(
+        h.backend.state.lock().unwrap().mounts.is_empty(),
+        "publication forgotten"
+    );
 
     let list = h
         .controller

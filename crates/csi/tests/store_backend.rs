@@ -236,6 +236,7 @@ struct Env {
     lvm: ControllerClient<tonic::transport::Channel>,
     lvm_node: NodeClient<tonic::transport::Channel>,
     disk: ControllerClient<tonic::transport::Channel>,
+    disk_node: NodeClient<tonic::transport::Channel>,
     stop: CancellationToken,
 }
 
@@ -277,6 +278,7 @@ async fn env() -> Env {
         lvm: ControllerClient::new(channels[0].clone()),
         lvm_node: NodeClient::new(channels[0].clone()),
         disk: ControllerClient::new(channels[1].clone()),
+        disk_node: NodeClient::new(channels[1].clone()),
         _dir: dir,
         store,
         stop,
@@ -594,6 +596,36 @@ async fn disk_volume_lifecycle_through_objects() {
         .unwrap()
         .into_inner();
     assert_eq!(c.available_capacity, 50 * GIB as i64);
+
+    // The node mounts the disk itself and records the publication; formatting sets canWipe.
+    let target = e._dir.path().join("pod/raw").display().to_string();
+    e.disk_node
+        .node_publish_volume(NodePublishVolumeRequest {
+            volume_id: "raw-a".into(),
+            target_path: target.clone(),
+            volume_capability: Some(cap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ldv = e.store.all::<LocalDiskVolume>().get("raw-a").await.unwrap();
+    assert!(ldv.spec.can_wipe, "we formatted it");
+    let mps = ldv.status.unwrap().mount_points;
+    assert_eq!(mps.len(), 1);
+    assert_eq!(
+        (mps[0].target_path.as_str(), mps[0].fs_type.as_str()),
+        (target.as_str(), "ext4")
+    );
+    assert_eq!(mps[0].phase, types::MountPointPhase::Mounted);
+    e.disk_node
+        .node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: "raw-a".into(),
+            target_path: target,
+        })
+        .await
+        .unwrap();
+    let ldv = e.store.all::<LocalDiskVolume>().get("raw-a").await.unwrap();
+    assert!(ldv.status.unwrap().mount_points.is_empty());
     e.disk
         .delete_volume(DeleteVolumeRequest {
             volume_id: "raw-a".into(),

@@ -30,6 +30,8 @@ pub struct MemState {
     /// Volumes the fake reconciler must not make Ready (to test waiting / ABORTED).
     pub stuck: Vec<String>,
     pub usage: BTreeMap<String, Usage>,
+    /// (volume, target) -> recorded publication.
+    pub mounts: BTreeMap<(String, String), MountRecord>,
 }
 
 /// In-memory backend + reconciler.
@@ -274,6 +276,21 @@ impl Backend for MemBackend {
         Ok(())
     }
 
+    async fn record_mount(
+        &self,
+        id: &str,
+        target: &str,
+        mount: Option<&MountRecord>,
+    ) -> BackendResult<()> {
+        let mut s = self.state.lock().unwrap();
+        let key = (id.to_string(), target.to_string());
+        match mount {
+            Some(m) => s.mounts.insert(key, m.clone()),
+            None => s.mounts.remove(&key),
+        };
+        Ok(())
+    }
+
     async fn nodes(&self) -> BackendResult<Vec<NodeCapacity>> {
         Ok(self.state.lock().unwrap().nodes.clone())
     }
@@ -343,13 +360,13 @@ impl NodeOps for FakeNodeOps {
         fs_type: &str,
         _flags: &[String],
         readonly: bool,
-    ) -> Result<(), NodeOpsError> {
+    ) -> Result<bool, NodeOpsError> {
         std::fs::create_dir_all(target).map_err(|e| NodeOpsError::Failed(e.to_string()))?;
         self.mounts.lock().unwrap().insert(
             target.into(),
             (device.display().to_string(), Some(fs_type.into()), readonly),
         );
-        Ok(())
+        Ok(true)
     }
 
     async fn mount_block(
