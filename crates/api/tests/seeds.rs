@@ -326,6 +326,45 @@ spec:
   restoreType: "rollback"
 "#;
 
+mod common;
+
+/// The raw seed YAML is accepted by our CRD schema (nothing pruned, enums and ranges hold).
+#[test]
+fn seed_yaml_validates_against_our_crds() {
+    let cases = [
+        ("lsn", LSN_10_6_234_41),
+        ("lsn", LSN_K8S_WORKER_4),
+        ("lsn", LSN_K8S_NODE_1),
+        ("lsn", LSN_G_MASTER1),
+        ("ldn", LDN_K8S_WORKER_2),
+        ("ldc", LDC_K8S_WORKER_4),
+        ("ldc", LDC_K8S_WORKER_2),
+        ("ld", LD_K8S_WORKER_2_SDB),
+        ("lvmigrate", LVMIGRATE),
+        ("resizepolicy", RESIZE_POLICY_1),
+        ("resizepolicy", RESIZE_POLICY_SELECTORS),
+        ("lvsrestore", LVSRESTORE_ROLLBACK),
+    ];
+    for (kind, yaml) in cases {
+        let v: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let problems = common::problems(kind, &v);
+        assert!(problems.is_empty(), "{kind}: {problems:?}\n{yaml}");
+    }
+    // The two examples our types reject are rejected by the schema too.
+    let v: serde_json::Value = serde_yaml::from_str(LDC_WITHOUT_OWNER).unwrap();
+    assert!(
+        common::problems("ldc", &v)
+            .iter()
+            .any(|p| p.contains("owner"))
+    );
+    let v: serde_json::Value = serde_yaml::from_str(LVMIGRATE_2022).unwrap();
+    let p = common::problems("lvmigrate", &v).join("\n");
+    assert!(
+        p.contains("sourceNodesNames: not in schema") && p.contains("sourceNode"),
+        "{p}"
+    );
+}
+
 fn parse<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
     match serde_yaml::from_str(yaml) {
         Ok(v) => v,
