@@ -218,7 +218,15 @@ impl<K: Object> MockApiServer<K> {
             Ok(s) => s,
             Err(e) => return error_response(&e),
         };
-        let rv = query.get("resourceVersion").cloned().unwrap_or_default();
+        // The store always watches from a known version; a watch without one would miss
+        // changes between its list and the watch.
+        let Some(rv) = query
+            .get("resourceVersion")
+            .cloned()
+            .filter(|v| !v.is_empty())
+        else {
+            return self.violation("watch without resourceVersion".into());
+        };
         let stream = match self.backing.all::<K>().watch(&selector, &rv).await {
             Ok(s) => s,
             // The API server reports an expired version inside a 200 watch response.
