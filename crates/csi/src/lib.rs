@@ -46,10 +46,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`client`] connects to a socket and mounts/unmounts a volume the way kubelet does (used
+//! by `hwameictl volume mount|unmount`).
+//!
 //! [`serve`] takes any [`Backend`] instead of a store (tests use an in-memory one).
 //! [`store_backend`] maps the CSI needs onto `hwameistor.io/v1alpha1` objects.
 
 pub mod backend;
+pub mod client;
 pub mod controller;
 pub mod error;
 pub mod host;

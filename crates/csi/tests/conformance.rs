@@ -1860,3 +1860,58 @@ async fn disk_driver_end_to_end() {
     assert_eq!(h.backend.free("node1", PoolClass::SSD), 100 * GIB);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn client_mount_and_unmount_like_kubelet() {
+    use hwameistor_csi::client::{MountKind, connect};
+    let mut h = lvm().await;
+    h.controller
+        .create_volume(lvm_create("cm", GIB as i64))
+        .await
+        .unwrap();
+    let mut c = connect(h.dir.path().join("csi.sock")).await.unwrap();
+    let dir = std::path::PathBuf::from(h.target("user/mnt"));
+    c.mount(
+        "cm",
+        &dir,
+        MountKind::Filesystem {
+            fs_type: "ext4".into(),
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.backend.volume("cm").unwrap().published_node.as_deref(),
+        Some("node1")
+    );
+    assert_eq!(
+        h.ops.mounts.lock().unwrap().get(&dir).unwrap().1.as_deref(),
+        Some("ext4")
+    );
+    c.unmount("cm", &dir, true).await.unwrap();
+    assert_eq!(h.backend.volume("cm").unwrap().published_node, None);
+    assert!(h.ops.mounts.lock().unwrap().is_empty());
+    let err = c
+        .mount("nope", &dir, MountKind::Block, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ControllerPublishVolume"), "{err}");
+    h.stop().await;
+
+    // The disk driver has no ControllerPublish: the client goes straight to the node.
+    let mut h = disk().await;
+    h.controller
+        .create_volume(disk_create("dm", GIB as i64))
+        .await
+        .unwrap();
+    let mut c = connect(h.dir.path().join("csi.sock")).await.unwrap();
+    let dir = std::path::PathBuf::from(h.target("user/raw"));
+    c.mount("dm", &dir, MountKind::Block, false).await.unwrap();
+    assert_eq!(
+        h.ops.mounts.lock().unwrap().get(&dir).unwrap().0,
+        "/dev/fake/dm"
+    );
+    c.unmount("dm", &dir, true).await.unwrap();
+    h.stop().await;
+}
