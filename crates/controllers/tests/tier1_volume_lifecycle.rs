@@ -408,6 +408,31 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
         .await?;
     let agent = start_agent(&store, engine.clone(), Some(throttler.clone()));
     ready_volume(&store, "pvc-t1b", 32 * MI).await;
+    // A volume whose loop device vanished (as after a reboot) is attached again.
+    let rb = replica_of(&store, "pvc-t1b").await.context("replica")?;
+    let dev_b = PathBuf::from(rb.status.as_ref().context("status")?.dev_path.clone());
+    engine.deactivate_volume(POOL_HDD, "pvc-t1b").await?;
+    ensure!(
+        std::fs::metadata(&dev_b).is_err(),
+        "device still attached after deactivate"
+    );
+    let rname = rb.metadata.name.clone().context("name")?;
+    store
+        .all::<LocalVolumeReplica>()
+        .patch(
+            &rname,
+            &json!({"metadata": {"annotations": {"test/poke": "1"}}}),
+        )
+        .await?;
+    wait_for(30, "volume re-activated", || async {
+        std::fs::metadata(&dev_b)
+            .ok()?
+            .file_type()
+            .is_block_device()
+            .then_some(())
+    })
+    .await;
+    ensure!(blockdev_size(&dev_b).await? == 32 * MI);
     let pools_dir = sb.path("pools");
     let loops: Vec<_> = Sandbox::loops_below(&pools_dir);
     ensure!(

@@ -130,6 +130,10 @@ pub async fn run_node_agent(
             }
         }
     }
+    // Re-attach every volume the host holds (loop devices and LVs do not survive a reboot).
+    if let Err(e) = ctx.engine.activate_all().await {
+        tracing::warn!(node = %ctx.cfg.node_name, error = %e, "activating volumes at start failed");
+    }
     let sync_loop = {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();

@@ -85,7 +85,7 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
         if parent.is_none() && !r.spec.delete {
             tracing::warn!(replica = %name, %volume, "the replica's LocalVolume is gone; deleting the replica");
         }
-        let stat = ctx
+        let mut stat = ctx
             .engine
             .stat_volume(&pool, &volume)
             .await
@@ -96,6 +96,31 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 source: Box::new(source),
             })?;
         let status = r.status.clone().unwrap_or_default();
+        let deleting = r.spec.delete
+            || parent.is_none()
+            || matches!(
+                status.state,
+                ReplicaState::ToBeDeleted | ReplicaState::Deleted
+            );
+        // A device that exists but is not attached (after a reboot, or detached behind our
+        // back) is activated again before anything else looks at it.
+        if let Some(v) = stat.as_ref()
+            && !v.attrs.active
+            && !deleting
+        {
+            tracing::info!(replica = %name, %pool, %volume, "activating an inactive volume");
+            let info = ctx
+                .engine
+                .activate_volume(&pool, &volume)
+                .await
+                .map_err(|source| Error::Engine {
+                    op: "activate",
+                    pool: pool.clone(),
+                    volume: volume.clone(),
+                    source: Box::new(source),
+                })?;
+            stat = Some(info);
+        }
         let view = ReplicaView {
             state: status.state,
             delete: r.spec.delete || parent.is_none(),
