@@ -78,7 +78,7 @@ async fn replicas_of(store: &Store, volume: &str) -> Vec<LocalVolumeReplica> {
 }
 
 async fn wait_pool(store: &Store, node: &str) {
-    wait_for(10, "pool reported", || async {
+    wait_for(30, "pool reported", || async {
         let lsn = store
             .all::<LocalStorageNode>()
             .get_opt(node)
@@ -102,7 +102,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
     // Claim → pool, claim Consumed, records, ExpandSuccess, storage IP from config.
     claim_disks(&store, "n1-hdd-claim", "n1", &["/dev/sdb"]).await?;
     wait_pool(&store, "n1").await;
-    wait_for(10, "claim consumed", || async {
+    wait_for(30, "claim consumed", || async {
         let c = store
             .all::<LocalDiskClaim>()
             .get("n1-hdd-claim")
@@ -131,7 +131,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
 
     // A second claim extends the pool.
     claim_disks(&store, "n1-hdd-claim-2", "n1", &["/dev/sdc"]).await?;
-    wait_for(10, "pool extended", || async {
+    wait_for(30, "pool extended", || async {
         let lsn = store.all::<LocalStorageNode>().get("n1").await.unwrap();
         let p = lsn.status?.pools.get(POOL_HDD).cloned()?;
         (p.total_capacity_bytes == (20 * GIB) as i64 && p.disks.len() == 2).then_some(())
@@ -143,7 +143,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
         .all::<LocalVolume>()
         .create(&volume("pvc-a", GIB + 1))
         .await?;
-    let lv = wait_for(10, "volume ready", || async {
+    let lv = wait_for(30, "volume ready", || async {
         lv_state(&store, "pvc-a").await.filter(|lv| {
             lv.status
                 .as_ref()
@@ -189,7 +189,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
         },
     );
     store.all::<LocalVolumeExpand>().create(&expand).await?;
-    wait_for(15, "expansion completed and removed", || async {
+    wait_for(30, "expansion completed and removed", || async {
         let gone = store
             .all::<LocalVolumeExpand>()
             .get_opt("pvc-a")
@@ -199,7 +199,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
         (gone && engine.volume_size("pvc-a") == Some(2 * GIB)).then_some(())
     })
     .await;
-    let lv = wait_for(10, "volume ready at 2GiB", || async {
+    let lv = wait_for(30, "volume ready at 2GiB", || async {
         lv_state(&store, "pvc-a").await.filter(|lv| {
             lv.status.as_ref().is_some_and(|s| {
                 s.state == VolumeState::Ready && s.allocated_capacity_bytes == (2 * GIB) as i64
@@ -220,7 +220,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
         },
     );
     store.all::<LocalVolumeExpand>().create(&shrink).await?;
-    let failed = wait_for(10, "shrink refused", || async {
+    let failed = wait_for(30, "shrink refused", || async {
         let e = store.all::<LocalVolumeExpand>().get("pvc-a").await.unwrap();
         e.status.filter(|s| s.state == OperationState::Failed)
     })
@@ -239,7 +239,7 @@ async fn claim_pool_create_expand_delete() -> anyhow::Result<()> {
         .all::<LocalVolume>()
         .patch("pvc-a", &json!({"spec": {"delete": true}}))
         .await?;
-    wait_for(15, "volume removed", || async {
+    wait_for(30, "volume removed", || async {
         let gone = lv_state(&store, "pvc-a").await.is_none()
             && replicas_of(&store, "pvc-a").await.is_empty();
         gone.then_some(())
@@ -258,7 +258,7 @@ async fn expand_failure_condition_carries_the_error() -> anyhow::Result<()> {
     engine.bad_disks.lock().unwrap().insert("/dev/sdz".into());
     let run = start(&store, &[("n1", engine.clone())]);
     claim_disks(&store, "bad-claim", "n1", &["/dev/sdz"]).await?;
-    let cond = wait_for(10, "ExpandFailure", || async {
+    let cond = wait_for(30, "ExpandFailure", || async {
         let lsn = store
             .all::<LocalStorageNode>()
             .get_opt("n1")
@@ -484,7 +484,7 @@ async fn volume_group_members_share_nodes() -> anyhow::Result<()> {
         let mut v = volume(&format!("pvc-g{i}"), GIB);
         v.spec.volume_group = "grp-1".into();
         store.all::<LocalVolume>().create(&v).await?;
-        let lv = wait_for(10, "group volume ready", || async {
+        let lv = wait_for(30, "group volume ready", || async {
             lv_state(&store, &format!("pvc-g{i}")).await.filter(|lv| {
                 lv.status
                     .as_ref()
