@@ -12,10 +12,12 @@
 //! - `disk`      disk classification, identity, claim filters, LocalDiskAction rules (disk)
 //! - `placement` replica placement, capacity accounting, reservations (controllers)
 //! - `volume`    volume/replica/operation state machines, size rounding (controllers)
+//! - `snapshot`  snapshot/restore/rollback state machines, thin-pool maths (snapshot)
 
 pub mod disk;
 pub mod names;
 pub mod params;
 pub mod placement;
+pub mod snapshot;
 pub mod types;
 pub mod volume;
