@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use hwameistor_core::types::ClusterPhase;
 use k8s_openapi::api::core::v1::{NodeAffinity, PodAffinity, ResourceRequirements, Toleration};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -362,8 +363,8 @@ pub struct ClusterStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub disk_reserve_state: String,
     /// Install sub-flow: "", ToReserve, Reserved, CreatedLDC.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub phase: String,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub phase: ClusterPhase,
     /// Component name (localDiskManager, localStorage, scheduler, ...) → health.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub component_status: BTreeMap<String, ComponentStatus>,

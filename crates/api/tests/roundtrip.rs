@@ -209,6 +209,7 @@ fn shared_enums_serialize_as_their_strings() {
     check(ReplicaAffinity::ALL);
     check(VolumeMode::ALL);
     check(MigrateAnnotationState::ALL);
+    check(ClusterPhase::ALL);
     assert!(serde_json::from_value::<PoolClass>(json!("hdd")).is_err());
 }
 

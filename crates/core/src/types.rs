@@ -494,6 +494,18 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Install sub-flow of the Cluster object (`status.phase`): reserve the configured disks,
+    /// then create one LocalDiskClaim per node and disk type.
+    pub enum ClusterPhase ("cluster phase") {
+        Unknown = "",
+        ToReserve = "ToReserve",
+        Reserved = "Reserved",
+        CreatedLDC = "CreatedLDC",
+    }
+}
+default_variant!(ClusterPhase::Unknown);
+
 /// A parsed `"<namespace>/<name>"` reference, as used by `spec.volumeEncrypt.secret` and
 /// `spec.persistentVolumeClaimName`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -576,6 +588,7 @@ mod tests {
         roundtrip(ReplicaAffinity::ALL);
         roundtrip(VolumeMode::ALL);
         roundtrip(MigrateAnnotationState::ALL);
+        roundtrip(ClusterPhase::ALL);
     }
 
     #[test]
