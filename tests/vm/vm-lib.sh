@@ -128,18 +128,26 @@ vm_base_env() {
 # vm_start NAME RUNDIR OUTPUT_PREFIX EXTRA_QEMU_OPTS
 # Boots one guest in the background; sets VM_PID (the `timeout` process, also
 # the process-group id of vng + qemu) and VM_OUT_PID (the output copier).
-# Console output goes to RUNDIR/console.log and, prefixed, to our stderr/stdout.
+# Guest output goes to RUNDIR/console.log and (prefixed) to our stdout/stderr.
 vm_start() {
   local name=$1 run=$2 prefix=$3 qopts=$4
-  local fifo=$run/out.fifo
-  rm -f "$fifo"
-  mkfifo "$fifo"
-  # qemu reopens /proc/self/fd/{1,2}: they must be a pipe, not a shared file.
-  if [ -n "$prefix" ]; then
-    (tee "$run/console.log" < "$fifo" | sed -u "s/^/$prefix/") &
-  else
-    tee "$run/console.log" < "$fifo" &
-  fi
+  rm -f "$run/out.fifo" "$run/err.fifo"
+  mkfifo "$run/out.fifo" "$run/err.fifo"
+  # qemu reopens /proc/self/fd/{1,2}: they must be pipes, not a shared file.
+  # Guest stdout -> our stdout, guest stderr (and vng's) -> our stderr, both
+  # also into console.log; one background subshell copies both.
+  (
+    copy() { # copy FIFO: fifo -> console.log + our fd 1, prefixed in a pair
+      if [ -n "$prefix" ]; then
+        tee -a "$run/console.log" < "$1" | sed -u "s/^/$prefix/"
+      else
+        tee -a "$run/console.log" < "$1"
+      fi
+    }
+    copy "$run/out.fifo" &
+    copy "$run/err.fifo" >&2 &
+    wait
+  ) &
   VM_OUT_PID=$!
   vm_now > "$run/host.start"
   timeout -k 10 "$VM_TIMEOUT" \
@@ -148,7 +156,7 @@ vm_start() {
     --rwdir="$run" --cwd / \
     --qemu-opts="$qopts" \
     --exec "exec $VM_DIR/guest-init.sh $run" \
-    > "$fifo" 2>&1 < /dev/null &
+    > "$run/out.fifo" 2> "$run/err.fifo" < /dev/null &
   VM_PID=$!
 }
 
@@ -208,7 +216,7 @@ vm_result() {
 vm_finish() {
   local run=$1 rc=$2
   [ -d "$run" ] || return 0
-  rm -f "$run"/disk-*.img "$run"/out.fifo "$run"/*.sock
+  rm -f "$run"/disk-*.img "$run"/*.fifo "$run"/*.sock
   if [ "$rc" = 0 ] && [ "${VM_KEEP_RUN:-0}" != 1 ]; then
     rm -rf "$run"
   else
