@@ -603,3 +603,53 @@ async fn qos_is_reported_when_it_cannot_be_enforced() -> anyhow::Result<()> {
     assert!(c.message.contains("/dev/fake"), "{}", c.message);
     Ok(())
 }
+
+/// An expansion the pool cannot hold fails with a message and leaves the volume alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expansion_without_room_fails_cleanly() -> anyhow::Result<()> {
+    let (_dir, store) = temp_store();
+    let engine = Arc::new(FakeEngine::new(10 * GIB));
+    let run = start(&store, &[("n1", engine.clone())]);
+    claim_disks(&store, "n1-claim", "n1", &["/dev/sdb", "/dev/sdc"]).await?;
+    wait_pool(&store, "n1").await;
+    for (v, size) in [("pvc-big", 8 * GIB), ("pvc-small", GIB)] {
+        store.all::<LocalVolume>().create(&volume(v, size)).await?;
+        wait_for(30, "volume ready", || async {
+            lv_state(&store, v).await.filter(|lv| {
+                lv.status
+                    .as_ref()
+                    .is_some_and(|s| s.state == VolumeState::Ready)
+            })
+        })
+        .await;
+    }
+    let expand = LocalVolumeExpand::new(
+        "pvc-small",
+        LocalVolumeExpandSpec {
+            volume_name: "pvc-small".into(),
+            required_capacity_bytes: (15 * GIB) as i64,
+            abort: false,
+        },
+    );
+    store.all::<LocalVolumeExpand>().create(&expand).await?;
+    let st = wait_for(30, "expansion failed", || async {
+        let e = store
+            .all::<LocalVolumeExpand>()
+            .get("pvc-small")
+            .await
+            .unwrap();
+        e.status.filter(|s| s.state == OperationState::Failed)
+    })
+    .await;
+    assert!(
+        st.message.contains("insufficient free space"),
+        "{}",
+        st.message
+    );
+    let lv = lv_state(&store, "pvc-small").await.unwrap();
+    assert_eq!(lv.spec.required_capacity_bytes, GIB as i64);
+    assert_eq!(lv.status.unwrap().state, VolumeState::Ready);
+    assert_eq!(engine.volume_size("pvc-small"), Some(GIB));
+    run.stop().await;
+    Ok(())
+}

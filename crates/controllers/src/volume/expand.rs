@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hwameistor_api::{LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
+use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
 use hwameistor_core::volume::{ExpandStep, ExpandView, ExpandVolumeView, expand_step};
 use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::Result;
-use super::cluster::ClusterCtx;
+use super::cluster::{ClusterCtx, build_ledger};
 use super::util::StoreExt;
 
 const MAX_STEPS: usize = 6;
@@ -86,6 +86,22 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
                     .ctx("patch status", "LocalVolumeExpand", &name)?;
             }
             ExpandStep::RaiseVolume { bytes } => {
+                if let Some(lv) = &lv
+                    && let Err(reason) = check_room(&ctx, lv, bytes).await?
+                {
+                    tracing::warn!(expand = %name, volume = %vname, %reason, "volume expansion refused");
+                    expands
+                        .patch_status(
+                            &name,
+                            &json!({"status": {
+                                "state": hwameistor_core::types::OperationState::Failed,
+                                "message": format!("cannot expand to {bytes} bytes: {reason}"),
+                            }}),
+                        )
+                        .await
+                        .ctx("patch status", "LocalVolumeExpand", &name)?;
+                    continue;
+                }
                 volumes
                     .patch(&vname, &json!({"spec": {"requiredCapacityBytes": bytes}}))
                     .await
@@ -117,4 +133,45 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
         }
     }
     Ok(Action::requeue(Duration::from_millis(100)))
+}
+
+/// Whether every replica node of `lv` has room to grow it to `bytes` (committed capacity, the
+/// volume's own placement included). `Ok(Err(reason))` when one has not.
+async fn check_room(
+    ctx: &ClusterCtx,
+    lv: &LocalVolume,
+    bytes: u64,
+) -> Result<std::result::Result<(), String>> {
+    let Some(config) = lv.spec.config.as_ref() else {
+        return Ok(Ok(()));
+    };
+    let name = lv.metadata.name.clone().unwrap_or_default();
+    let lsns = ctx
+        .store
+        .all::<LocalStorageNode>()
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalStorageNode", "*")?
+        .items;
+    let volumes = ctx
+        .store
+        .all::<LocalVolume>()
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalVolume", "*")?
+        .items;
+    let replicas = ctx
+        .store
+        .all::<LocalVolumeReplica>()
+        .list(&Default::default())
+        .await
+        .ctx("list", "LocalVolumeReplica", "*")?
+        .items;
+    let ledger = build_ledger(&lsns, &volumes, &replicas, "");
+    for r in &config.replicas {
+        if let Err(e) = ledger.check(&r.hostname, &lv.spec.pool_name, &name, bytes) {
+            return Ok(Err(e.to_string()));
+        }
+    }
+    Ok(Ok(()))
 }
