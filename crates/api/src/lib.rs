@@ -53,7 +53,7 @@
 //! | LocalVolumeSnapshotRestore (CSI) | `snaprestore-<volume>`; clone temp snapshot `snapshot-for-<volume>` |
 //! | LocalVolumeReplicaSnapshotRestore | `<restore>-<6 random>` |
 //! | Event | `lower(<resourceType>-<resourceName>)` |
-//! | LocalDiskClaim created at install | `<node>-<hdd|ssd|nvme>-claim` |
+//! | LocalDiskClaim created at install | `<node>-<class>-claim`, class = `hdd`, `ssd` or `nvme` |
 //! | LVM volume group / thin pool | `LocalStorage_Pool{HDD,SSD,NVMe}` / `LocalStorage_ThinPool` |
 //! | DRBD resource / minor / port | `<volume>` / `43001 + resourceID` / same |
 //!
