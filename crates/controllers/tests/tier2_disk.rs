@@ -177,6 +177,8 @@ async fn emulated_disks_are_typed_named_and_protected() -> Result<()> {
         .await
         .context("cryptsetup luksFormat")?;
     run(&["udevadm", "settle"]).await?;
+    // the node loop drops its probe cache on the `change` uevents these writes cause
+    discoverer.invalidate(None);
     let found = discoverer.scan().await?;
     for (kind, hazard) in [
         (
@@ -264,8 +266,14 @@ async fn emulated_disks_are_typed_named_and_protected() -> Result<()> {
             (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then_some(n.clone())
         })
         .context("SCSI host of the HDD")?;
-    let t0 = Instant::now();
+    let t_write = Instant::now();
     std::fs::write(format!("/sys/block/{kname}/device/delete"), "1")?;
+    // the write returns once the kernel has removed the disk: measure from there
+    let t0 = Instant::now();
+    println!(
+        "SCSI delete of {kname} took {:?} in the guest kernel",
+        t0 - t_write
+    );
     let s = store.clone();
     wait("HDD Inactive", Duration::from_secs(10), || {
         let s = s.clone();

@@ -28,9 +28,10 @@ pub mod smart;
 pub mod sysfs;
 pub mod uevent;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hwameistor_api::disk::{DiskAttributes, FileSystemInfo, PartitionInfo};
@@ -168,18 +169,66 @@ pub trait DiscoverySource: Send + Sync + Debug {
     fn fingerprint(&self) -> Result<String>;
     /// SMART report of one disk.
     async fn smart(&self, dev_path: &str) -> Result<SmartReport>;
+    /// Forget cached probe results (of one kernel device, or all with `None`) so the next
+    /// [`DiscoverySource::scan`] probes signatures again.
+    fn invalidate(&self, _device: Option<&str>) {}
 }
 
 /// Discovery on the real host.
+///
+/// Signature probes (`blkid`) are cached per device and reused while the device's sysfs
+/// identity (dev number, `diskseq`, size, backing file, partitions, holders) is unchanged, so
+/// a scan triggered by another disk's arrival or removal costs only sysfs and procfs reads.
+/// The node loop invalidates the cache on `change` uevents and before its periodic full
+/// re-probe.
 #[derive(Debug, Clone)]
 pub struct Discoverer {
     pub config: DiscoveryConfig,
     runner: SharedRunner,
+    cache: Arc<Mutex<HashMap<String, CachedProbe>>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedProbe {
+    key: String,
+    partition_table: Option<String>,
+    fs_type: Option<String>,
+    partition_fs: Vec<Option<String>>,
+}
+
+fn probe_key(roots: &Roots, dev: &BlockDevice) -> String {
+    let seq = std::fs::read_to_string(
+        roots
+            .sys
+            .join("class/block")
+            .join(&dev.kernel_name)
+            .join("diskseq"),
+    )
+    .unwrap_or_default();
+    let parts: Vec<&str> = dev.partitions.iter().map(|p| p.path.as_str()).collect();
+    format!(
+        "{}:{} {} {} {:?} {:?} {:?}",
+        dev.major,
+        dev.minor,
+        dev.size_bytes,
+        seq.trim(),
+        dev.loop_backing_file,
+        parts,
+        dev.holders
+    )
 }
 
 impl Discoverer {
     pub fn new(config: DiscoveryConfig, runner: SharedRunner) -> Self {
-        Discoverer { config, runner }
+        Discoverer {
+            config,
+            runner,
+            cache: Default::default(),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedProbe>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read_proc(&self, rel: &str) -> String {
@@ -190,15 +239,37 @@ impl Discoverer {
     pub async fn probe_device(&self, name: &str) -> Result<BlockDevice> {
         let roots = &self.config.roots;
         let mut dev = sysfs::read_device(roots, name)?;
-        let sig = probe::probe_signatures(self.runner.as_ref(), &dev.dev_path).await?;
-        dev.partition_table = sig.partition_table;
-        dev.fs_type = sig.fs_type;
-        for p in &mut dev.partitions {
-            match probe::probe_signatures(self.runner.as_ref(), &p.path).await {
-                Ok(s) => p.fs_type = s.fs_type,
-                Err(e) => {
-                    tracing::debug!(partition = %p.path, error = %e, "partition probe failed")
+        let key = probe_key(roots, &dev);
+        let cached = self.cache().get(name).filter(|c| c.key == key).cloned();
+        match cached {
+            Some(c) => {
+                dev.partition_table = c.partition_table;
+                dev.fs_type = c.fs_type;
+                for (p, fs) in dev.partitions.iter_mut().zip(c.partition_fs) {
+                    p.fs_type = fs;
                 }
+            }
+            None => {
+                let sig = probe::probe_signatures(self.runner.as_ref(), &dev.dev_path).await?;
+                dev.partition_table = sig.partition_table;
+                dev.fs_type = sig.fs_type;
+                for p in &mut dev.partitions {
+                    match probe::probe_signatures(self.runner.as_ref(), &p.path).await {
+                        Ok(s) => p.fs_type = s.fs_type,
+                        Err(e) => {
+                            tracing::debug!(partition = %p.path, error = %e, "partition probe failed")
+                        }
+                    }
+                }
+                self.cache().insert(
+                    name.to_owned(),
+                    CachedProbe {
+                        key,
+                        partition_table: dev.partition_table.clone(),
+                        fs_type: dev.fs_type.clone(),
+                        partition_fs: dev.partitions.iter().map(|p| p.fs_type.clone()).collect(),
+                    },
+                );
             }
         }
         // mounts and swap through the disk, its partitions and everything stacked on them
@@ -256,7 +327,9 @@ impl DiscoverySource for Discoverer {
             include_loop: self.config.include_loop,
         };
         let mut out = Vec::new();
-        for name in sysfs::list_disks(&self.config.roots)? {
+        let names = sysfs::list_disks(&self.config.roots)?;
+        self.cache().retain(|k, _| names.contains(k));
+        for name in names {
             // cheap sysfs read first: skip what we never manage before probing it
             let facts = match sysfs::read_device(&self.config.roots, &name) {
                 Ok(f) => f,
@@ -290,5 +363,14 @@ impl DiscoverySource for Discoverer {
 
     async fn smart(&self, dev_path: &str) -> Result<SmartReport> {
         smart::check(self.runner.as_ref(), dev_path, None).await
+    }
+
+    fn invalidate(&self, device: Option<&str>) {
+        match device {
+            Some(d) => {
+                self.cache().remove(d);
+            }
+            None => self.cache().clear(),
+        }
     }
 }

@@ -464,3 +464,40 @@ async fn fingerprint_changes_on_plug_and_partitioning() {
     h.partition(&dir, "sdh1", "8:113");
     assert_ne!(b, d.fingerprint().unwrap());
 }
+
+#[tokio::test]
+async fn probes_are_cached_until_the_device_changes_or_is_invalidated() {
+    let h = build_zoo();
+    let d = h.discoverer(false);
+    let blkid_calls = || {
+        h.runner
+            .command_lines()
+            .iter()
+            .filter(|l| l.starts_with("blkid"))
+            .count()
+    };
+    d.scan().await.unwrap();
+    let first = blkid_calls();
+    assert!(first >= 10, "every disk and partition probed: {first}");
+    // a second scan (e.g. another disk was unplugged) probes nothing
+    let again = d.scan().await.unwrap();
+    assert_eq!(blkid_calls(), first);
+    assert_eq!(
+        find(&again, "sdd").hazards.len(),
+        3,
+        "cached signatures are still applied"
+    );
+    // a new partition on sdg changes its sysfs identity: only sdg is probed again
+    let sdg = h
+        .root
+        .join("sys/devices")
+        .join(format!("{SCSI}5"))
+        .join("block/sdg");
+    h.partition(&sdg, "sdg1", "8:97");
+    d.scan().await.unwrap();
+    assert_eq!(blkid_calls(), first + 2, "sdg and sdg1");
+    // an explicit invalidation (change uevent, periodic re-probe) probes everything again
+    d.invalidate(None);
+    d.scan().await.unwrap();
+    assert!(blkid_calls() >= 2 * first + 2);
+}

@@ -109,7 +109,6 @@ pub async fn run_node_with(
 ) -> Result<()> {
     let agent = NodeDisks { cfg, store, source };
     let mut last_fp: Option<String> = None;
-    let mut smart_due = true;
     // start-up: register, full scan (stale disks become Inactive), first heartbeat
     loop {
         let r = async {
@@ -131,17 +130,12 @@ pub async fn run_node_with(
     let mut poll = tokio::time::interval(agent.cfg.poll_interval);
     let mut rescan = tokio::time::interval(agent.cfg.rescan_interval);
     let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat_interval);
-    let mut smart = tokio::time::interval(
-        agent
-            .cfg
-            .smart_interval
-            .unwrap_or(Duration::from_secs(365 * 86400)),
-    );
-    for t in [&mut poll, &mut rescan, &mut heartbeat, &mut smart] {
+    for t in [&mut poll, &mut rescan, &mut heartbeat] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     rescan.reset();
-    smart.reset();
+    // SMART runs beside discovery: a slow or hung smartctl never delays hot-plug handling
+    let smart_task = tokio::spawn(smart_loop(agent.clone(), shutdown.clone()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -151,8 +145,15 @@ pub async fn run_node_with(
                         tracing::debug!(action = %ev.action, device = ?ev.devname, "uevent");
                         // let a burst settle, then take all of it at once
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                        let mut changed = ev.action == "change" || ev.action == "overflow";
                         if let Some(rx) = uevents.as_mut() {
-                            while rx.try_recv().is_ok() {}
+                            while let Ok(ev) = rx.try_recv() {
+                                changed |= ev.action == "change" || ev.action == "overflow";
+                            }
+                        }
+                        if changed {
+                            // contents changed (e.g. a new filesystem): probe again
+                            agent.source.invalidate(None);
                         }
                         agent.pass_logged(&mut last_fp).await;
                     }
@@ -166,22 +167,45 @@ pub async fn run_node_with(
                     Err(e) => tracing::warn!(error = %e, "sysfs fingerprint failed"),
                 }
             }
-            _ = rescan.tick() => agent.pass_logged(&mut last_fp).await,
+            _ = rescan.tick() => {
+                agent.source.invalidate(None);
+                agent.pass_logged(&mut last_fp).await;
+            }
             _ = heartbeat.tick() => {
                 if let Err(e) = agent.heartbeat(false).await {
                     tracing::warn!(error = %e, reason = e.reason(), "disk node heartbeat failed");
                 }
             }
-            _ = smart.tick(), if agent.cfg.smart_interval.is_some() => smart_due = true,
         }
-        if smart_due {
-            smart_due = false;
-            if let Err(e) = agent.collect_smart(true).await {
-                tracing::warn!(error = %e, "SMART collection failed");
+    }
+    let _ = smart_task.await;
+    Ok(())
+}
+
+/// SMART for every disk at start and every `smart_interval` (if set), and for disks with a
+/// request annotation every heartbeat interval.
+async fn smart_loop(agent: NodeDisks, shutdown: CancellationToken) {
+    let period = agent.cfg.smart_interval;
+    let mut all = tokio::time::interval(period.unwrap_or(Duration::from_secs(365 * 86400)));
+    let mut requests = tokio::time::interval(agent.cfg.heartbeat_interval);
+    for t in [&mut all, &mut requests] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = all.tick(), if period.is_some() => {
+                if let Err(e) = agent.collect_smart(true).await {
+                    tracing::warn!(error = %e, "SMART collection failed");
+                }
+            }
+            _ = requests.tick() => {
+                if let Err(e) = agent.collect_smart(false).await {
+                    tracing::warn!(error = %e, "SMART on request failed");
+                }
             }
         }
     }
-    Ok(())
 }
 
 async fn next_uevent(rx: &mut Option<UnboundedReceiver<UEvent>>) -> Option<UEvent> {
@@ -427,13 +451,10 @@ impl NodeDisks {
         Ok(())
     }
 
-    /// Heartbeat pass: consume raw-disk claims, SMART requests, LocalDiskNode status.
+    /// Heartbeat pass: consume raw-disk claims, write the LocalDiskNode status and heartbeat.
     pub async fn heartbeat(&self, _initial: bool) -> Result<()> {
         self.register().await?;
         let consumed = self.consume_claims().await?;
-        if let Err(e) = self.collect_smart(false).await {
-            tracing::warn!(error = %e, "SMART on request failed");
-        }
         self.write_node_status(&consumed).await?;
         let me = self.me().to_owned();
         self.store
