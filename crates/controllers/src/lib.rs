@@ -3,6 +3,7 @@
 //! Module owners:
 //! - `disk`   LocalDisk state machine, LocalDiskClaim, LocalDiskNode, LocalDiskAction (disk)
 //! - `volume` LocalStorageNode pools, LocalVolume/Replica lifecycle, expand (controllers)
+//! - `snapshot` snapshots, restores, rollbacks, clones (snapshot)
 //!
 //! Local-storage entry points (see [`volume`]):
 //! - `volume::run_node_agent(NodeAgentConfig, Store, SharedEngine, SharedRunner,
@@ -11,4 +12,5 @@
 //!   cluster; LocalVolume placement and lifecycle, LocalVolumeExpand, node liveness.
 
 pub mod disk;
+pub mod snapshot;
 pub mod volume;
