@@ -6,7 +6,8 @@
 #
 #   bash tests/vm/run-tier2.sh [libtest args...]   e.g. a test-name filter
 #
-# Environment: TIER2_ONLY=<regex> selects target names; VM_TIMEOUT etc. as in
+# Environment: TIER2_ONLY=<regex> selects target names; TIER2_PACKAGES="a b"
+# builds only those packages instead of the workspace; VM_TIMEOUT etc. as in
 # cargo-runner.sh. Logs: tests/vm/run/tier2-<time>/<target>.log.
 set -uo pipefail
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +27,12 @@ mkdir -p "$LOGDIR"
 echo "=== tier 2: build"
 TB=$(date +%s.%N)
 # One line per tier-2 test binary: <target name> <executable> <package dir>
-if ! cargo test --workspace --test 'tier2_*' --no-run --message-format=json \
+SCOPE=(--workspace)
+if [ -n "${TIER2_PACKAGES:-}" ]; then
+  SCOPE=()
+  for p in $TIER2_PACKAGES; do SCOPE+=(-p "$p"); done
+fi
+if ! cargo test "${SCOPE[@]}" --test 'tier2_*' --no-run --message-format=json \
   2> "$LOGDIR/build.stderr" > "$LOGDIR/build.json"; then
   tail -40 "$LOGDIR/build.stderr"
   echo "tier 2: build failed"
