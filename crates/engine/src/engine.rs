@@ -151,7 +151,8 @@ pub trait VolumeEngine: Send + Sync + fmt::Debug {
 /// What engine selection needs to know about the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HostFacts {
-    /// The device-mapper driver is loaded (`/sys/module/dm_mod` or `/dev/mapper/control`).
+    /// The device-mapper driver is loaded (`/sys/module/dm_mod` or
+    /// `/sys/class/misc/device-mapper`).
     pub device_mapper: bool,
     /// The lvm2 tools run (`lvm version` succeeds).
     pub lvm2: bool,
@@ -168,8 +169,7 @@ pub fn choose_engine(facts: HostFacts, requested: Option<EngineKind>) -> Result<
                 "this host lacks {}",
                 match (facts.device_mapper, facts.lvm2) {
                     (false, false) => "device-mapper and the lvm2 tools",
-                    (false, true) =>
-                        "device-mapper (no /sys/module/dm_mod, no /dev/mapper/control)",
+                    (false, true) => "device-mapper (no /sys/module/dm_mod)",
                     _ => "the lvm2 tools (lvm version failed)",
                 }
             )),
@@ -180,11 +180,15 @@ pub fn choose_engine(facts: HostFacts, requested: Option<EngineKind>) -> Result<
     }
 }
 
-/// Look at the host: device-mapper under `sys_root`/`dev_root` (normally `/sys` and `/dev`)
-/// and whether `lvm version` runs.
+/// Look at the host: device-mapper under `sys_root` (normally `/sys`) and whether
+/// `lvm version` runs. `dev_root` is not consulted (see the comment inside); it stays in the
+/// signature so a containerised agent can pass its view of the host uniformly.
 pub async fn probe_host(runner: &dyn Runner, sys_root: &Path, dev_root: &Path) -> HostFacts {
-    let device_mapper =
-        sys_root.join("module/dm_mod").exists() || dev_root.join("mapper/control").exists();
+    // Not `/dev/mapper/control`: libdevmapper creates that node on first use even where
+    // the kernel has no device-mapper (opening it then fails with ENODEV).
+    let _ = dev_root;
+    let device_mapper = sys_root.join("module/dm_mod").exists()
+        || sys_root.join("class/misc/device-mapper").exists();
     let lvm2 = runner
         .run(&Cmd::new("lvm").arg("version"))
         .await
@@ -286,8 +290,11 @@ mod tests {
         assert_eq!(probe_host(&no_lvm, &sys, &dev).await, facts(true, false));
 
         std::fs::remove_dir_all(sys.join("module")).unwrap();
+        // A /dev/mapper/control node alone proves nothing (libdevmapper creates it).
         std::fs::create_dir_all(dev.join("mapper")).unwrap();
         std::fs::write(dev.join("mapper/control"), b"").unwrap();
+        assert_eq!(probe_host(&fake, &sys, &dev).await, facts(false, true));
+        std::fs::create_dir_all(sys.join("class/misc/device-mapper")).unwrap();
         assert_eq!(probe_host(&fake, &sys, &dev).await, facts(true, true));
         std::fs::remove_dir_all(&dir).unwrap();
     }

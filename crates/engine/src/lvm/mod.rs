@@ -292,7 +292,9 @@ impl VolumeEngine for LvmEngine {
             match self.run(OP, ctx, create).await {
                 Ok(_) => {}
                 // Someone created it between our look and the command: fall through to extend.
-                Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {
+                Err(Error::Command { source, .. })
+                    if stderr_has(&source, "already exists") && stderr_has(&source, pool) =>
+                {
                     self.our_vg(OP, pool).await?;
                     let pvs = self.pvs(OP).await?;
                     let still: Vec<&Path> = missing

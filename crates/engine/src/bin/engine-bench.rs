@@ -1,0 +1,331 @@
+//! engine-bench: how fast is a volume compared with the raw disk under it?
+//!
+//! Runs fio (direct IO, libaio) on the raw disk, then on a volume of each available engine
+//! built on that same disk, and prints volume/raw ratios for 4k random read (IOPS), 4k random
+//! write (IOPS), 1M sequential read and 1M sequential write (bandwidth).
+//!
+//! Without `--disk`, a sparse file under `--dir` attached as a loop device (direct IO) plays
+//! the disk. With `--disk DEV` a real disk is used and ITS CONTENT IS DESTROYED; `--wipe`
+//! must be given to confirm.
+//!
+//! ```text
+//! cargo run --release -p hwameistor-engine --bin engine-bench -- --size 256M --runtime 10
+//! cargo run --release -p hwameistor-engine --bin engine-bench -- --disk /dev/sdb --wipe --size 1G
+//! ```
+//! lvm is measured only where device-mapper and lvm2 exist; the file engine everywhere.
+//! Needs root, fio, xfsprogs, util-linux (and lvm2 for lvm).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use hwameistor_engine::file::FileEngine;
+use hwameistor_engine::lvm::LvmEngine;
+use hwameistor_engine::{
+    EngineKind, FileEngineConfig, LvmConfig, PoolFsType, VolumeEngine, VolumeOptions, fs,
+    probe_host,
+};
+use hwameistor_exec::{Cmd, Runner, SharedRunner, TokioRunner};
+
+/// A pool name of its own, so the bench never touches a real pool of the host.
+const POOL: &str = "LocalStorage_PoolBench";
+const VOLUME: &str = "bench-vol";
+
+#[derive(Parser, Debug)]
+#[command(about = "fio on the raw disk vs on a volume of each engine; prints volume/raw ratios")]
+struct Args {
+    /// Size of the region fio works on (raw disk region and volume size), e.g. 256M, 1G.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    size: u64,
+    /// Seconds per fio run.
+    #[arg(long, default_value_t = 10)]
+    runtime: u64,
+    /// Queue depth of the 4k random runs (the 1M sequential runs use 4).
+    #[arg(long, default_value_t = 16)]
+    iodepth: u32,
+    /// Engines to measure (comma separated): file, lvm. Unavailable ones are skipped.
+    #[arg(long, default_value = "file,lvm", value_delimiter = ',')]
+    engines: Vec<EngineKind>,
+    /// A real disk to use. Its content is destroyed: requires --wipe.
+    #[arg(long)]
+    disk: Option<PathBuf>,
+    /// Confirms that --disk may be overwritten.
+    #[arg(long)]
+    wipe: bool,
+    /// Working directory (loop-backed disk file, pool mounts, device links).
+    #[arg(long, default_value = "/tmp/hwameistor-bench")]
+    dir: PathBuf,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].to_ascii_lowercase();
+            let m = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(format!("unknown unit in {s:?}")),
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    name: &'static str,
+    rw: &'static str,
+    bs: &'static str,
+    /// Compare IOPS (true) or bandwidth (false).
+    iops: bool,
+    read: bool,
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "4k randread",
+        rw: "randread",
+        bs: "4k",
+        iops: true,
+        read: true,
+    },
+    Workload {
+        name: "4k randwrite",
+        rw: "randwrite",
+        bs: "4k",
+        iops: true,
+        read: false,
+    },
+    Workload {
+        name: "1M seq read",
+        rw: "read",
+        bs: "1M",
+        iops: false,
+        read: true,
+    },
+    Workload {
+        name: "1M seq write",
+        rw: "write",
+        bs: "1M",
+        iops: false,
+        read: false,
+    },
+];
+
+/// One measurement: IOPS or bytes/s.
+type Figures = [f64; 4];
+
+async fn fio(r: &dyn Runner, args: &Args, dev: &Path, w: &Workload) -> Result<f64> {
+    let depth = if w.iops { args.iodepth } else { 4 };
+    let cmd = Cmd::new("fio")
+        .args([
+            format!("--name={}", w.rw),
+            format!("--filename={}", dev.display()),
+            "--direct=1".into(),
+            "--ioengine=libaio".into(),
+            format!("--iodepth={depth}"),
+            format!("--rw={}", w.rw),
+            format!("--bs={}", w.bs),
+            format!("--size={}", args.size),
+            format!("--runtime={}", args.runtime),
+            "--time_based".into(),
+            "--randrepeat=0".into(),
+            "--output-format=json".into(),
+        ])
+        .timeout(Duration::from_secs(args.runtime + 120));
+    let out = r.run(&cmd).await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).context("parsing fio JSON output")?;
+    let job = &v["jobs"][0][if w.read { "read" } else { "write" }];
+    let key = if w.iops { "iops" } else { "bw_bytes" };
+    job[key]
+        .as_f64()
+        .with_context(|| format!("fio output has no {key}"))
+}
+
+/// Write the whole region once so reads hit allocated blocks everywhere.
+async fn precondition(r: &dyn Runner, args: &Args, dev: &Path) -> Result<()> {
+    let cmd = Cmd::new("fio")
+        .args([
+            "--name=precondition".to_string(),
+            format!("--filename={}", dev.display()),
+            "--direct=1".into(),
+            "--ioengine=libaio".into(),
+            "--iodepth=4".into(),
+            "--rw=write".into(),
+            "--bs=1M".into(),
+            format!("--size={}", args.size),
+            "--output-format=json".into(),
+        ])
+        .timeout(Duration::from_secs(3600));
+    r.run(&cmd).await?;
+    Ok(())
+}
+
+async fn measure(r: &dyn Runner, args: &Args, dev: &Path, label: &str) -> Result<Figures> {
+    eprintln!("== {label}: {}", dev.display());
+    precondition(r, args, dev).await?;
+    let mut f = [0.0; 4];
+    for (i, w) in WORKLOADS.iter().enumerate() {
+        f[i] = fio(r, args, dev, w).await?;
+        eprintln!("   {:<13} {}", w.name, fmt_fig(f[i], w.iops));
+    }
+    Ok(f)
+}
+
+fn fmt_fig(v: f64, iops: bool) -> String {
+    if iops {
+        format!("{v:>10.0} IOPS")
+    } else {
+        format!("{:>10.1} MiB/s", v / (1 << 20) as f64)
+    }
+}
+
+async fn run_cmd(r: &dyn Runner, argv: &[&str]) -> Result<String> {
+    let c = Cmd::new(argv[0])
+        .args(argv[1..].iter().copied())
+        .timeout(Duration::from_secs(300));
+    Ok(r.run(&c).await?.stdout)
+}
+
+/// Best-effort teardown of the bench pool on `disk` so the next engine starts from a blank
+/// disk. The VG is removed only when it is the bench pool and lives on `disk` alone.
+async fn wipe(r: &SharedRunner, disk: &Path) {
+    let d = disk.to_string_lossy();
+    let lvm = LvmEngine::new(r.clone(), LvmConfig::default());
+    if let Ok(Some(p)) = lvm.pool_info(POOL).await
+        && p.disks.iter().all(|x| x.dev_path == disk)
+    {
+        let _ = run_cmd(r.as_ref(), &["vgremove", "-ff", "-y", POOL]).await;
+        let _ = run_cmd(r.as_ref(), &["pvremove", "-ff", "-y", &d]).await;
+    }
+    if let Ok(ms) = fs::mounts_of(r.as_ref(), disk).await {
+        for m in ms {
+            let _ = fs::unmount(r.as_ref(), &m.target).await;
+        }
+    }
+    let _ = run_cmd(r.as_ref(), &["wipefs", "-a", &d]).await;
+}
+
+async fn engine_volume(
+    r: &SharedRunner,
+    kind: EngineKind,
+    args: &Args,
+    disk: &Path,
+) -> Result<(Box<dyn VolumeEngine>, PathBuf)> {
+    let e: Box<dyn VolumeEngine> = match kind {
+        EngineKind::File => Box::new(FileEngine::new(
+            r.clone(),
+            FileEngineConfig {
+                root: args.dir.join("pools"),
+                dev_dir: args.dir.join("dev"),
+                fs_type: PoolFsType::Xfs,
+                preallocate: false,
+                timeout: Duration::from_secs(120),
+            },
+        )),
+        EngineKind::Lvm => Box::new(LvmEngine::new(r.clone(), LvmConfig::default())),
+    };
+    e.ensure_pool(POOL, &[disk.to_path_buf()]).await?;
+    let v = e
+        .create_volume(POOL, VOLUME, args.size, &VolumeOptions::default())
+        .await?;
+    Ok((e, v.device_path))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let r: SharedRunner = TokioRunner::shared();
+    std::fs::create_dir_all(&args.dir)?;
+
+    // The disk: a real one (destroyed) or a loop-backed sparse file.
+    let mut loop_dev = None;
+    let disk = match &args.disk {
+        Some(d) if !args.wipe => bail!("--disk {} destroys its content: add --wipe", d.display()),
+        Some(d) => d.clone(),
+        None => {
+            let file = args.dir.join("disk.img");
+            // Room for the volume plus filesystem/LVM overhead.
+            let size = args.size * 2 + (512 << 20);
+            std::fs::File::create(&file)?.set_len(size)?;
+            let out = run_cmd(
+                r.as_ref(),
+                &[
+                    "losetup",
+                    "--direct-io=on",
+                    "--show",
+                    "-f",
+                    &file.to_string_lossy(),
+                ],
+            )
+            .await?;
+            let dev = PathBuf::from(out.trim());
+            loop_dev = Some(dev.clone());
+            dev
+        }
+    };
+
+    let result = bench(&r, &args, &disk).await;
+
+    wipe(&r, &disk).await;
+    if let Some(l) = loop_dev {
+        let _ = run_cmd(r.as_ref(), &["losetup", "-d", &l.to_string_lossy()]).await;
+        let _ = std::fs::remove_file(args.dir.join("disk.img"));
+    }
+    result
+}
+
+async fn bench(r: &SharedRunner, args: &Args, disk: &Path) -> Result<()> {
+    let facts = probe_host(r.as_ref(), Path::new("/sys"), Path::new("/dev")).await;
+    wipe(r, disk).await;
+    let raw = measure(r.as_ref(), args, disk, "raw disk").await?;
+    let mut rows: Vec<(EngineKind, Figures)> = Vec::new();
+    for kind in &args.engines {
+        if *kind == EngineKind::Lvm && !(facts.device_mapper && facts.lvm2) {
+            eprintln!("== lvm: skipped (no device-mapper or lvm2 on this host)");
+            continue;
+        }
+        wipe(r, disk).await;
+        let (e, dev) = engine_volume(r, *kind, args, disk).await?;
+        let res = measure(r.as_ref(), args, &dev, &format!("{kind} volume")).await;
+        let _ = e.delete_volume(POOL, VOLUME).await;
+        rows.push((*kind, res?));
+    }
+    wipe(r, disk).await;
+
+    println!(
+        "\nengine-bench: disk {}, size {} MiB, {} s per run, iodepth {} (4k) / 4 (1M)",
+        disk.display(),
+        args.size >> 20,
+        args.runtime,
+        args.iodepth
+    );
+    print!("{:<14}{:>18}", "workload", "raw");
+    for (k, _) in &rows {
+        print!("{:>18}{:>8}", format!("{k} volume"), "ratio");
+    }
+    println!();
+    for (i, w) in WORKLOADS.iter().enumerate() {
+        print!("{:<14}{:>18}", w.name, fmt_fig(raw[i], w.iops));
+        for (_, f) in &rows {
+            print!(
+                "{:>18}{:>7.1}%",
+                fmt_fig(f[i], w.iops),
+                100.0 * f[i] / raw[i].max(f64::MIN_POSITIVE)
+            );
+        }
+        println!();
+    }
+    Ok(())
+}
