@@ -653,3 +653,60 @@ async fn expansion_without_room_fails_cleanly() -> anyhow::Result<()> {
     run.stop().await;
     Ok(())
 }
+
+/// A 2-replica (HA) volume is placed on two nodes and its devices are created, but without a
+/// replication layer it never claims to be Ready; it still deletes cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_volume_is_placed_but_not_reported_ready_without_replication() -> anyhow::Result<()> {
+    let (_dir, store) = temp_store();
+    let e1 = Arc::new(FakeEngine::new(10 * GIB));
+    let e2 = Arc::new(FakeEngine::new(10 * GIB));
+    let run = start(&store, &[("n1", e1.clone()), ("n2", e2.clone())]);
+    for n in ["n1", "n2"] {
+        claim_disks(&store, &format!("{n}-claim"), n, &["/dev/sdb"]).await?;
+        wait_pool(&store, n).await;
+    }
+    let mut lv = volume("pvc-ha", GIB);
+    lv.spec.replica_number = 2;
+    store.all::<LocalVolume>().create(&lv).await?;
+    let reps = wait_for(30, "two unreplicated replicas", || async {
+        let reps = replicas_of(&store, "pvc-ha").await;
+        let done = reps.len() == 2
+            && reps.iter().all(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.state == ReplicaState::NotReady
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.reason == "ReplicationUnavailable")
+                })
+            });
+        done.then_some(reps)
+    })
+    .await;
+    let mut nodes: Vec<&str> = reps.iter().map(|r| r.spec.node_name.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["n1", "n2"]);
+    let lv = lv_state(&store, "pvc-ha").await.unwrap();
+    assert_eq!(lv.status.unwrap().state, VolumeState::NotReady);
+    assert_eq!(
+        lv.spec.config.unwrap().resource_id,
+        0,
+        "an HA volume gets a DRBD resource id"
+    );
+    assert_eq!(e1.volume_names(), ["pvc-ha"]);
+    assert_eq!(e2.volume_names(), ["pvc-ha"]);
+
+    store
+        .all::<LocalVolume>()
+        .patch("pvc-ha", &json!({"spec": {"delete": true}}))
+        .await?;
+    wait_for(30, "HA volume removed", || async {
+        (lv_state(&store, "pvc-ha").await.is_none()
+            && replicas_of(&store, "pvc-ha").await.is_empty())
+        .then_some(())
+    })
+    .await;
+    assert!(e1.volume_names().is_empty() && e2.volume_names().is_empty());
+    run.stop().await;
+    Ok(())
+}

@@ -245,6 +245,10 @@ pub struct ReplicaView {
     /// Whether `status.devPath` is filled in.
     pub has_device_path: bool,
     pub device: DeviceObservation,
+    /// The volume is HA (DRBD-replicated) but this node agent has no replication layer: the
+    /// device is created and reported, and the replica stays NotReady rather than claiming a
+    /// redundancy it does not have.
+    pub unreplicated_ha: bool,
 }
 
 /// The next thing the node agent does for a replica.
@@ -261,6 +265,11 @@ pub enum ReplicaStep {
     },
     /// Write devPath/storagePath/allocatedCapacityBytes and state Ready.
     ReportReady {
+        size_bytes: u64,
+    },
+    /// Like `ReportReady`, but state NotReady with a condition: an HA replica without
+    /// replication.
+    ReportUnreplicated {
         size_bytes: u64,
     },
     /// The device of a Ready/NotReady replica disappeared: NotReady with a message; never
@@ -293,6 +302,9 @@ pub fn replica_step(r: &ReplicaView) -> ReplicaStep {
             DeviceObservation::Present { size_bytes } if size_bytes < want => {
                 ReplicaStep::ExtendDevice { size_bytes: want }
             }
+            DeviceObservation::Present { size_bytes } if r.unreplicated_ha => {
+                ReplicaStep::ReportUnreplicated { size_bytes }
+            }
             DeviceObservation::Present { size_bytes } => ReplicaStep::ReportReady { size_bytes },
         },
         S::Ready | S::NotReady => match r.device {
@@ -305,6 +317,13 @@ pub fn replica_step(r: &ReplicaView) -> ReplicaStep {
             }
             DeviceObservation::Present { size_bytes } if size_bytes < want => {
                 ReplicaStep::ExtendDevice { size_bytes: want }
+            }
+            DeviceObservation::Present { size_bytes } if r.unreplicated_ha => {
+                if r.state != S::NotReady || r.allocated_bytes != size_bytes || !r.has_device_path {
+                    ReplicaStep::ReportUnreplicated { size_bytes }
+                } else {
+                    ReplicaStep::Wait
+                }
             }
             DeviceObservation::Present { size_bytes } => {
                 if r.state != S::Ready || r.allocated_bytes != size_bytes || !r.has_device_path {
@@ -605,7 +624,38 @@ mod tests {
             allocated_bytes: 0,
             has_device_path: false,
             device,
+            unreplicated_ha: false,
         }
+    }
+
+    #[test]
+    fn unreplicated_ha_replica_stays_not_ready() {
+        use DeviceObservation::*;
+        use ReplicaState as S;
+        let mut r = rv(
+            S::Creating,
+            Present {
+                size_bytes: 2 * GIB,
+            },
+        );
+        r.unreplicated_ha = true;
+        assert_eq!(
+            replica_step(&r),
+            ReplicaStep::ReportUnreplicated {
+                size_bytes: 2 * GIB
+            }
+        );
+        r.state = S::NotReady;
+        r.allocated_bytes = 2 * GIB;
+        r.has_device_path = true;
+        assert_eq!(replica_step(&r), ReplicaStep::Wait);
+        r.state = S::Ready;
+        assert_eq!(
+            replica_step(&r),
+            ReplicaStep::ReportUnreplicated {
+                size_bytes: 2 * GIB
+            }
+        );
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
             required_bytes: r.spec.required_capacity_bytes.max(0) as u64,
             allocated_bytes: status.allocated_capacity_bytes.max(0) as u64,
             has_device_path: !status.dev_path.is_empty(),
+            unreplicated_ha: parent
+                .as_ref()
+                .is_some_and(|lv| lv.spec.replica_number > 1 || lv.spec.convertible),
             device: match &stat {
                 Some(v) => DeviceObservation::Present {
                     size_bytes: v.size_bytes,
@@ -230,6 +233,43 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     .map_err(engine_err("extend"))?;
                 ctx.pools_changed.notify_one();
                 tracing::info!(replica = %name, %pool, %volume, size_bytes, "volume extended");
+            }
+            ReplicaStep::ReportUnreplicated { size_bytes } => {
+                let info = stat.ok_or_else(|| Error::Invalid {
+                    kind: "LocalVolumeReplica",
+                    name: name.clone(),
+                    reason: "device vanished while reporting it".into(),
+                })?;
+                let path = info.device_path.display().to_string();
+                tracing::warn!(replica = %name, %volume, "HA volume: device created, but this node agent has no DRBD replication; the replica stays NotReady");
+                let mut conds = with_condition(
+                    &status.conditions,
+                    condition(CONDITION_CREATE, true, "Created", "volume created".into()),
+                );
+                conds = with_condition(
+                    &conds,
+                    condition(
+                        CONDITION_READY,
+                        false,
+                        "ReplicationUnavailable",
+                        "HA (replicated) volumes need DRBD replication, which this node agent does not provide yet".into(),
+                    ),
+                );
+                replicas
+                    .patch_status(
+                        &name,
+                        &json!({"status": {
+                            "state": ReplicaState::NotReady,
+                            "devPath": path,
+                            "storagePath": path,
+                            "allocatedCapacityBytes": size_bytes,
+                            "disks": info.attrs.disks,
+                            "synced": false,
+                            "conditions": conds,
+                        }}),
+                    )
+                    .await
+                    .ctx("patch status", "LocalVolumeReplica", &name)?;
             }
             ReplicaStep::ReportReady { size_bytes } => {
                 let info = stat.ok_or_else(|| Error::Invalid {
