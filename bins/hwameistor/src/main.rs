@@ -2,6 +2,7 @@
 //! HwameiStor from its library crate; `standalone` runs them all on one host against the
 //! embedded object store.
 
+mod demo;
 mod standalone;
 
 use std::net::SocketAddr;

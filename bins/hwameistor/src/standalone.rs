@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::demo;
 use clap::Args;
 use hwameistor_store::{EmbeddedStore, Store};
 use serde_json::json;
@@ -38,10 +40,16 @@ pub struct StandaloneArgs {
     /// Address of the REST API (port 0 picks a free port; see server.json).
     #[arg(long, default_value = "127.0.0.1:7480")]
     pub listen: SocketAddr,
-    /// Create sparse-file disks under <data-dir>/disks and claim them (needs the disk manager
-    /// and the node agent).
-    #[arg(long)]
+    /// Create sparse-file disks under <data-dir>/disks, attach them as loop devices and claim
+    /// them for local-storage, so the node gets a pool without a spare disk.
+    #[arg(long, conflicts_with = "api_only")]
     pub demo: bool,
+    /// Number of demo disks.
+    #[arg(long, default_value_t = 2, requires = "demo")]
+    pub demo_disks: usize,
+    /// Size of each demo disk (sparse; a quantity such as 8Gi).
+    #[arg(long, default_value = "8Gi", requires = "demo")]
+    pub demo_disk_size: String,
     /// Serve only the object store and the REST API (no disk discovery, node agent or
     /// controllers); for tests and for inspecting a data directory.
     #[arg(long)]
@@ -90,21 +98,15 @@ pub struct ComponentCtx {
 ///
 /// Wired today: the disk manager (node and cluster side), the volume node agent with the
 /// engine chosen for this host, and the volume cluster controllers. Not yet: the CSI
-/// sockets (issue 6) and the `--demo` disks.
+/// sockets (issue 6).
 async fn components(
     ctx: &ComponentCtx,
     args: &StandaloneArgs,
     set: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
-) -> anyhow::Result<()> {
-    if ctx.demo {
-        anyhow::bail!(
-            "--demo (sparse-file disks claimed for local-storage) is not wired into the standalone mode yet \
-             (issue 6); run without --demo, or attach disks and claim them with a LocalDiskClaim"
-        );
-    }
+) -> anyhow::Result<Option<hwameistor_engine::SharedEngine>> {
     if args.api_only {
         tracing::info!("--api-only: serving the object store and the REST API, no host components");
-        return Ok(());
+        return Ok(None);
     }
     use hwameistor_controllers::{disk, volume};
     let runner = hwameistor_exec::TokioRunner::shared();
@@ -119,7 +121,8 @@ async fn components(
         .context("choosing the volume engine for this host")?;
 
     let mut disk_node = disk::DiskNodeConfig::new(ctx.node_name.clone());
-    disk_node.include_loop = args.include_loop;
+    // the demo's disks are loop devices
+    disk_node.include_loop = args.include_loop || ctx.demo;
     let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
     let r = runner.clone();
     set.spawn(async move {
@@ -144,10 +147,11 @@ async fn components(
     let mut agent = volume::NodeAgentConfig::new(ctx.node_name.clone());
     agent.storage_ip = args.storage_ip.clone();
     let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+    let e = engine.clone();
     set.spawn(async move {
         (
             "node agent",
-            volume::run_node_agent(agent, store, engine, runner, stop)
+            volume::run_node_agent(agent, store, e, runner, stop)
                 .await
                 .map_err(Into::into),
         )
@@ -162,7 +166,7 @@ async fn components(
                 .map_err(Into::into),
         )
     });
-    Ok(())
+    Ok(Some(engine))
 }
 
 fn node_name(arg: Option<String>) -> String {
@@ -241,8 +245,44 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         demo: args.demo,
         shutdown: shutdown.clone(),
     };
+    let demo = if args.demo {
+        let size = hwameistor_core::params::parse_quantity(&args.demo_disk_size)
+            .with_context(|| format!("--demo-disk-size {:?}", args.demo_disk_size))?;
+        Some(
+            demo::attach(
+                &dir,
+                args.demo_disks,
+                size,
+                hwameistor_exec::TokioRunner::shared(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let mut set = JoinSet::new();
-    components(&ctx, &args, &mut set).await?;
+    let engine = match components(&ctx, &args, &mut set).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            if let Some(d) = demo {
+                d.detach().await;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(d) = &demo {
+        let claim = demo::claim(
+            store.clone(),
+            ctx.node_name.clone(),
+            d.fresh.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = claim.await {
+                tracing::error!(error = format!("{e:#}"), "claiming the demo disks failed");
+            }
+        });
+    }
 
     let server_file = write_server_file(&dir, &url, local)?;
     tracing::info!(%url, node = %ctx.node_name, data_dir = %dir.display(), "hwameistor standalone ready");
@@ -315,6 +355,17 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
             tracing::error!("REST API did not stop in time");
             failed = true;
         }
+    }
+    if let Some(engine) = &engine {
+        // Pool filesystems stay mounted for now: after a restart the file engine finds its
+        // pools only through their mounts (it does not re-mount claimed disks yet), so
+        // unmounting them here would lose the pools until then.
+        let unmount_pools = false;
+        let runner = hwameistor_exec::TokioRunner::shared();
+        demo::release_host(engine, &dir.join("pools"), unmount_pools, &runner).await;
+    }
+    if let Some(d) = demo {
+        d.detach().await;
     }
     remove_server_file(&server_file);
     drop(ctx);

@@ -69,3 +69,126 @@ async fn standalone_runs_every_component_and_stops_cleanly() {
     assert!(status.success(), "exit status {status}");
     assert!(!dir.join("server.json").exists());
 }
+
+/// Unmounts and detaches whatever a demo run left under its data directory, even when the
+/// test fails half-way.
+struct HostCleanup(std::path::PathBuf);
+
+impl Drop for HostCleanup {
+    fn drop(&mut self) {
+        let dir = self.0.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use hwameistor_exec::{Cmd, Runner, TokioRunner};
+            let r = TokioRunner::new();
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let mut mounts: Vec<&str> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|m| m.starts_with(dir.to_str().unwrap()))
+                .collect();
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let _ = r.run(&Cmd::new("umount").args(["-l", m])).await;
+            }
+            if let Ok(out) = r
+                .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
+                .await
+            {
+                let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+                for d in v["loopdevices"].as_array().cloned().unwrap_or_default() {
+                    let back = d["back-file"].as_str().unwrap_or("");
+                    if back.starts_with(dir.to_str().unwrap()) {
+                        let _ = r
+                            .run(&Cmd::new("losetup").args(["-d", d["name"].as_str().unwrap()]))
+                            .await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
+async fn demo_creates_a_pool_and_serves_a_volume_lifecycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let _cleanup = HostCleanup(dir.clone());
+    let server = Server::start(
+        &dir,
+        &[
+            "--demo",
+            "--engine",
+            "file",
+            "--demo-disk-size",
+            "2Gi",
+            "--node-name",
+            "demo-node",
+        ],
+    );
+
+    // the two sparse disks become LocalStorage_PoolHDD
+    let pools = wait_for(
+        &dir,
+        &["pool", "list", "-o", "json"],
+        "pool from the demo disks",
+        |o| serde_json::from_str::<Value>(o).is_ok_and(|v| v["items"][0]["disks"] == 2),
+    )
+    .await;
+    let pools: Value = serde_json::from_str(&pools).unwrap();
+    assert_eq!(pools["items"][0]["poolName"], "LocalStorage_PoolHDD");
+    assert!(pools["items"][0]["freeCapacityBytes"].as_i64().unwrap() > 3 << 30);
+
+    // create → Ready (default pool class: the node's)
+    let (code, _, err) = ctl(&dir, &["volume", "create", "demo-vol", "--size", "1Gi"]).await;
+    assert_eq!(code, 0, "{err}");
+    let is = |state: &'static str| {
+        move |o: &str| serde_json::from_str::<Value>(o).is_ok_and(|v| v["status"]["state"] == state)
+    };
+    wait_for(
+        &dir,
+        &["volume", "get", "demo-vol", "-o", "json"],
+        "volume Ready",
+        is("Ready"),
+    )
+    .await;
+    let (_, out, _) = ctl(&dir, &["volume", "get", "demo-vol"]).await;
+    assert!(out.lines().nth(1).unwrap().contains("Ready"), "{out}");
+
+    // expand
+    let (code, _, err) = ctl(&dir, &["volume", "expand", "demo-vol", "1536Mi"]).await;
+    assert_eq!(code, 0, "{err}");
+    wait_for(&dir, &["get", "lvr", "-o", "json"], "replica grown", |o| {
+        serde_json::from_str::<Value>(o).is_ok_and(|v| {
+            v["items"][0]["status"]["allocatedCapacityBytes"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1536 << 20
+        })
+    })
+    .await;
+
+    // delete: the volume disappears once its replica is gone
+    let (code, _, err) = ctl(&dir, &["volume", "delete", "demo-vol"]).await;
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _, _) = ctl(&dir, &["volume", "get", "demo-vol"]).await;
+        if code == hwameistor_cli::EXIT_NOT_FOUND {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volume not deleted; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let status = server.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit status {status}");
+}
