@@ -995,10 +995,7 @@ impl ControllerService {
         }
         let have = rec.allocated_bytes.max(rec.spec.required_bytes);
         if bytes > have {
-            let delta = bytes
-                - rec
-                    .allocated_bytes
-                    .max(rec.spec.required_bytes.min(rec.allocated_bytes));
+            let delta = bytes - have;
             let class = rec.spec.params.pool_class();
             let nodes = self
                 .backend

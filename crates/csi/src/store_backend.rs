@@ -23,6 +23,8 @@
 //! volume's deletion only if we formatted it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hwameistor_api::types::{
@@ -102,11 +104,42 @@ pub fn clone_snapshot_name(volume: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct LvmStoreBackend {
     store: Store,
+    /// Replica list shared by callers that wait on pending volumes (see `replicas_for`).
+    pending_cache: Arc<tokio::sync::Mutex<Option<(Instant, Arc<Vec<LocalVolumeReplica>>)>>>,
 }
+
+/// How stale the replica list may be when a pending volume is polled.
+const PENDING_CACHE_TTL: Duration = Duration::from_millis(250);
 
 impl LvmStoreBackend {
     pub fn new(store: Store) -> Self {
-        LvmStoreBackend { store }
+        LvmStoreBackend {
+            store,
+            pending_cache: Default::default(),
+        }
+    }
+
+    /// Replicas for building the record of `lv`. While a volume is not Ready, many CSI calls
+    /// poll it concurrently (CreateVolume waits); they share one listing at most
+    /// [`PENDING_CACHE_TTL`] old, used only to spot a replica that ran out of space. A Ready
+    /// volume always gets a fresh listing (publish needs its replicas' current devices).
+    async fn replicas_for(&self, lv: &LocalVolume) -> BackendResult<Arc<Vec<LocalVolumeReplica>>> {
+        let ready = lv
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state == VolumeState::Ready);
+        if ready {
+            return Ok(Arc::new(list(&self.store).await?));
+        }
+        let mut cache = self.pending_cache.lock().await;
+        if let Some((at, list)) = cache.as_ref()
+            && at.elapsed() < PENDING_CACHE_TTL
+        {
+            return Ok(list.clone());
+        }
+        let fresh = Arc::new(list(&self.store).await?);
+        *cache = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 
     fn params_of(lv: &LocalVolume) -> LvmParams {
@@ -272,8 +305,18 @@ impl Backend for LvmStoreBackend {
         else {
             return Ok(None);
         };
-        let replicas: Vec<LocalVolumeReplica> = list(&self.store).await?;
-        let snapshots: Vec<LocalVolumeSnapshot> = list(&self.store).await?;
+        let replicas = self.replicas_for(&lv).await?;
+        // A volume that was never allocated cannot have snapshots; skip the listing while
+        // CreateVolume polls it.
+        let allocated = lv
+            .status
+            .as_ref()
+            .is_some_and(|s| s.allocated_capacity_bytes > 0);
+        let snapshots: Vec<LocalVolumeSnapshot> = if allocated {
+            list(&self.store).await?
+        } else {
+            vec![]
+        };
         let restores = match content_source_of(&lv.metadata) {
             None => vec![],
             Some(_) => self

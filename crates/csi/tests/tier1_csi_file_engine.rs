@@ -1,0 +1,451 @@
+//! Tier 1, end to end: the CSI drivers' real entry point (`serve_lvm` with `HostNodeOps`)
+//! over the EmbeddedStore, with the real cluster controllers and node agent running the
+//! `file` engine on a loop-backed disk: claim → pool → GetCapacity → CreateVolume (Ready on
+//! a real loop device) → ControllerPublish → NodePublish (mkfs xfs + mount) → write →
+//! ControllerExpand + NodeExpand (online xfs grow) → stats → unpublish → DeleteVolume, plus
+//! the CreateVolume→Ready latency of 20 concurrent volumes (printed, not asserted).
+//!
+//! Everything lives under `/tmp/hwameistor-t1-csi-<pid>`; a Drop guard unmounts and detaches
+//! everything below it, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hwameistor_api::types::{ClaimPhase, DiskOwner};
+use hwameistor_api::{LocalDisk, LocalDiskClaim, LocalVolume};
+use hwameistor_controllers::volume::{self, ClusterConfig, NodeAgentConfig};
+use hwameistor_csi::client::connect;
+use hwameistor_csi::proto::volume_capability::access_mode::Mode;
+use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
+use hwameistor_csi::proto::*;
+use hwameistor_csi::{CsiConfig, HostNodeOps};
+use hwameistor_engine::file::FileEngine;
+use hwameistor_engine::file::loopdev::{self, Losetup};
+use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine};
+use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_store::{EmbeddedStore, Store};
+use k8s_openapi::api::core::v1::ObjectReference;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const MI: u64 = 1 << 20;
+const GI: u64 = 1 << 30;
+const NODE: &str = "t1-csi-node";
+const KEY: &str = "topology.lvm.hwameistor.io/node";
+
+fn run_sync(cmd: Cmd) -> Option<String> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(TokioRunner.run(&cmd)).ok().map(|o| o.stdout)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// Owns the test directory; on drop unmounts and detaches everything below it.
+struct Sandbox {
+    root: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let sb = Sandbox {
+            root: PathBuf::from(format!("/tmp/hwameistor-t1-csi-{}", std::process::id())),
+        };
+        sb.cleanup();
+        std::fs::create_dir_all(&sb.root).unwrap();
+        sb
+    }
+
+    fn cleanup(&self) {
+        let losetup = Losetup {
+            timeout: Duration::from_secs(30),
+        };
+        for _ in 0..3 {
+            if let Some(out) = run_sync(Cmd::new("findmnt").args([
+                "-J",
+                "-l",
+                "-o",
+                "SOURCE,TARGET,FSTYPE,OPTIONS",
+            ])) && let Ok(mounts) = hwameistor_engine::fs::parse_findmnt(&out)
+            {
+                let mut targets: Vec<PathBuf> = mounts
+                    .into_iter()
+                    .map(|m| m.target)
+                    .filter(|t| t.starts_with(&self.root))
+                    .collect();
+                targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
+                for t in targets {
+                    run_sync(Cmd::new("umount").arg(t.to_string_lossy()));
+                }
+            }
+            let mut loops: Vec<_> = run_sync(losetup.list())
+                .and_then(|o| loopdev::parse_losetup(&o).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| {
+                    l.back_file
+                        .starts_with(self.root.to_string_lossy().as_ref())
+                })
+                .collect();
+            loops.sort_by_key(|l| std::cmp::Reverse(l.back_file.len()));
+            for l in loops {
+                run_sync(losetup.detach(&l.name));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// LocalDisk objects for `dev` and a Bound `local-storage` claim of it.
+async fn claim(store: &Store, dev: &Path) {
+    let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+    let mut ld = LocalDisk::test(NODE, &name);
+    ld.spec.device_path = dev.display().to_string();
+    ld.spec.owner = DiskOwner::LocalStorage;
+    store.all::<LocalDisk>().create(&ld).await.unwrap();
+    let mut ldc = LocalDiskClaim::test("t1-csi-claim", NODE, DiskOwner::LocalStorage);
+    ldc.spec.disk_refs = vec![ObjectReference {
+        name: ld.metadata.name.clone(),
+        kind: Some("LocalDisk".into()),
+        ..Default::default()
+    }];
+    store.all::<LocalDiskClaim>().create(&ldc).await.unwrap();
+    store
+        .all::<LocalDiskClaim>()
+        .patch_status(
+            "t1-csi-claim",
+            &json!({"status": {"status": ClaimPhase::Bound}}),
+        )
+        .await
+        .unwrap();
+}
+
+fn cap() -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: "xfs".into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn create(name: &str, bytes: u64) -> CreateVolumeRequest {
+    let topo = Topology {
+        segments: [(KEY.to_string(), NODE.to_string())].into(),
+    };
+    CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(CapacityRange {
+            required_bytes: bytes as i64,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![cap()],
+        parameters: [("poolClass".to_string(), "HDD".to_string())].into(),
+        accessibility_requirements: Some(TopologyRequirement {
+            requisite: vec![topo.clone()],
+            preferred: vec![topo],
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
+async fn csi_end_to_end_on_the_file_engine() {
+    let sb = Sandbox::new();
+    let img = sb.root.join("disks/d1.img");
+    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(2 * GI)
+        .unwrap();
+    let out = TokioRunner
+        .run(
+            &Cmd::new("losetup")
+                .args(["--show", "-f"])
+                .arg(img.to_string_lossy()),
+        )
+        .await
+        .unwrap();
+    let disk = PathBuf::from(out.stdout.trim());
+
+    let store = Store::from(EmbeddedStore::open(sb.root.join("store.redb")).unwrap());
+    let engine: SharedEngine = Arc::new(FileEngine::new(
+        TokioRunner::shared(),
+        FileEngineConfig {
+            root: sb.root.join("pools"),
+            dev_dir: sb.root.join("dev"),
+            fs_type: PoolFsType::Xfs,
+            preallocate: false,
+            timeout: Duration::from_secs(60),
+        },
+    ));
+    let stop = CancellationToken::new();
+    let cluster_cfg = ClusterConfig {
+        offline_after: Duration::from_secs(30),
+        liveness_interval: Duration::from_millis(500),
+        resync_interval: Duration::from_secs(2),
+        placement_retry: Duration::from_millis(500),
+    };
+    let cluster = tokio::spawn(volume::run_cluster_controllers(
+        cluster_cfg,
+        store.clone(),
+        stop.clone(),
+    ));
+    let mut agent_cfg = NodeAgentConfig::new(NODE);
+    agent_cfg.storage_ip = Some("10.0.0.9".into());
+    agent_cfg.sync_interval = Duration::from_millis(200);
+    agent_cfg.resync_interval = Duration::from_secs(2);
+    let agent = tokio::spawn(volume::run_node_agent(
+        agent_cfg,
+        store.clone(),
+        engine,
+        TokioRunner::shared(),
+        stop.clone(),
+    ));
+    let socket = sb.root.join("csi/lvm.sock");
+    let mut cfg =
+        CsiConfig::new(&socket, NODE).with_wait(Duration::from_secs(60), Duration::from_millis(20));
+    cfg.state_dir = Some(sb.root.join("csi/state"));
+    let csi = tokio::spawn(hwameistor_csi::serve_lvm(
+        cfg,
+        store.clone(),
+        Arc::new(HostNodeOps::new(TokioRunner::shared())),
+        stop.clone(),
+    ));
+    claim(&store, &disk).await;
+    wait_for(30, "CSI socket", || async { socket.exists().then_some(()) }).await;
+    let mut c = connect(&socket).await.unwrap();
+
+    // Capacity appears once the pool is built.
+    let capacity_req = || GetCapacityRequest {
+        parameters: [("poolClass".to_string(), "HDD".to_string())].into(),
+        accessible_topology: Some(Topology {
+            segments: [(KEY.to_string(), NODE.to_string())].into(),
+        }),
+        ..Default::default()
+    };
+    let mut cc = c.controller.clone();
+    let free = wait_for(60, "pool capacity", || {
+        let mut cc = cc.clone();
+        let req = capacity_req();
+        async move {
+            let r = cc.get_capacity(req).await.ok()?.into_inner();
+            (r.available_capacity > GI as i64).then_some(r.available_capacity)
+        }
+    })
+    .await;
+
+    // Create → Ready on a real device.
+    let t = Instant::now();
+    let v = c
+        .controller
+        .create_volume(create("pvc-e2e", 320 * MI))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    eprintln!(
+        "CreateVolume 320Mi -> Ready in {:.3}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(v.capacity_bytes, 320 * MI as i64);
+    let after = cc
+        .get_capacity(capacity_req())
+        .await
+        .unwrap()
+        .into_inner()
+        .available_capacity;
+    assert!(
+        after <= free - 320 * MI as i64,
+        "capacity reflects the allocation: {free} -> {after}"
+    );
+
+    // Publish, mount, write.
+    let ctx = c
+        .controller
+        .controller_publish_volume(ControllerPublishVolumeRequest {
+            volume_id: "pvc-e2e".into(),
+            node_id: NODE.into(),
+            volume_capability: Some(cap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .publish_context;
+    let target = sb.root.join("pods/p1/vol");
+    c.node
+        .node_publish_volume(NodePublishVolumeRequest {
+            volume_id: "pvc-e2e".into(),
+            publish_context: ctx,
+            target_path: target.display().to_string(),
+            volume_capability: Some(cap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    std::fs::write(target.join("data.bin"), vec![42u8; 8 << 20]).unwrap();
+    let lv = store.all::<LocalVolume>().get("pvc-e2e").await.unwrap();
+    assert_eq!(lv.status.unwrap().published_node, NODE);
+
+    // Expand online: controller grows the device, node grows xfs.
+    let r = c
+        .controller
+        .controller_expand_volume(ControllerExpandVolumeRequest {
+            volume_id: "pvc-e2e".into(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 512 * MI as i64,
+                limit_bytes: 0,
+            }),
+            volume_capability: Some(cap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.capacity_bytes, 512 * MI as i64);
+    assert!(r.node_expansion_required);
+    let grown = c
+        .node
+        .node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: "pvc-e2e".into(),
+            volume_path: target.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        grown.capacity_bytes > 400 * MI as i64,
+        "{}",
+        grown.capacity_bytes
+    );
+    let st = c
+        .node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: "pvc-e2e".into(),
+            volume_path: target.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.usage[0].used >= 8 << 20, "{:?}", st.usage);
+    assert!(!st.volume_condition.unwrap().abnormal);
+    assert_eq!(
+        std::fs::read(target.join("data.bin")).unwrap(),
+        vec![42u8; 8 << 20]
+    );
+    let used = store
+        .all::<LocalVolume>()
+        .get("pvc-e2e")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .used_capacity_bytes;
+    assert!(used >= 8 << 20, "usage written back: {used}");
+
+    // Unpublish and delete.
+    c.unmount("pvc-e2e", &target, true).await.unwrap();
+    assert!(!target.exists());
+    c.controller
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: "pvc-e2e".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .all::<LocalVolume>()
+            .get_opt("pvc-e2e")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Figure: 20 volumes created concurrently.
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for i in 0..20 {
+        let mut cc = c.controller.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            cc.create_volume(create(&format!("pvc-bench-{i}"), 16 * MI))
+                .await
+                .map(|_| t.elapsed())
+        }));
+    }
+    let mut lat = vec![];
+    for t in tasks {
+        lat.push(t.await.unwrap().expect("create"));
+    }
+    lat.sort();
+    eprintln!(
+        "20 concurrent CreateVolume(16Mi) -> Ready: p50 {:.3}s p99 {:.3}s, wall {:.3}s",
+        lat[9].as_secs_f64(),
+        lat[19].as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for i in 0..20 {
+        let mut cc = c.controller.clone();
+        tasks.push(tokio::spawn(async move {
+            cc.delete_volume(DeleteVolumeRequest {
+                volume_id: format!("pvc-bench-{i}"),
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("delete");
+    }
+    eprintln!(
+        "deleted 20 volumes in {:.3}s",
+        start.elapsed().as_secs_f64()
+    );
+
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), cluster).await;
+    let _ = tokio::time::timeout(Duration::from_secs(20), agent).await;
+    let _ = tokio::time::timeout(Duration::from_secs(20), csi).await;
+    drop(sb);
+}
