@@ -517,14 +517,13 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
             ),
         });
     }
-    // Existing replicas keep their claim and must fit the (possibly larger) size.
+    // Existing replicas keep their claim; when the volume grows, the growth must fit there.
+    let placed = config.required_capacity_bytes.max(0) as u64;
     for node in &existing {
-        ledger.record(
-            node,
-            &pool,
-            name,
-            config.required_capacity_bytes.max(0) as u64,
-        );
+        ledger.record(node, &pool, name, placed);
+        if required <= placed {
+            continue;
+        }
         ledger
             .reserve(node, &pool, name, required)
             .map_err(|source| Error::Placement {
