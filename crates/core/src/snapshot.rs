@@ -318,7 +318,7 @@ pub struct RestoreTargetView {
     pub state: VolumeState,
     pub pool: String,
     pub required_bytes: u64,
-    /// Nodes holding a Ready replica of the target.
+    /// Nodes where a replica of the target has its device.
     pub ready_nodes: Vec<String>,
     /// `status.publishedNode` (empty when not published).
     pub published_node: String,

@@ -100,6 +100,15 @@ pub async fn run_snapshot_cluster(
     Ok(())
 }
 
+/// A replica whose device exists on its node (HA replicas without replication are
+/// `NotReady` but hold their data).
+fn has_device(r: &LocalVolumeReplica) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        !s.dev_path.is_empty()
+            && !matches!(s.state, ReplicaState::ToBeDeleted | ReplicaState::Deleted)
+    })
+}
+
 fn status_of(s: &LocalVolumeSnapshot) -> SnapshotStatus {
     let st = s.status.clone().unwrap_or_default();
     let attr = st.attr.unwrap_or_default();
@@ -158,7 +167,7 @@ pub async fn reconcile_snapshot(
                     replicas: replicas
                         .iter()
                         .filter(|r| r.spec.volume_name == source_name && !r.spec.delete)
-                        .filter(|r| r.status.as_ref().map(|s| s.state) == Some(ReplicaState::Ready))
+                        .filter(|r| has_device(r))
                         .map(|r| SourceReplica {
                             name: name_of(r),
                             node: r.spec.node_name.clone(),
@@ -369,9 +378,7 @@ pub async fn reconcile_restore(
                         ready_nodes: replicas
                             .iter()
                             .filter(|x| x.spec.volume_name == target_name && !x.spec.delete)
-                            .filter(|x| {
-                                x.status.as_ref().map(|s| s.state) == Some(ReplicaState::Ready)
-                            })
+                            .filter(|x| has_device(x))
                             .map(|x| x.spec.node_name.clone())
                             .collect(),
                         published_node: st.published_node,
