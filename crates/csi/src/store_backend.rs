@@ -105,8 +105,11 @@ pub fn clone_snapshot_name(volume: &str) -> String {
 pub struct LvmStoreBackend {
     store: Store,
     /// Replica list shared by callers that wait on pending volumes (see `replicas_for`).
-    pending_cache: Arc<tokio::sync::Mutex<Option<(Instant, Arc<Vec<LocalVolumeReplica>>)>>>,
+    pending_cache: Arc<tokio::sync::Mutex<Option<ReplicaListing>>>,
 }
+
+/// A replica listing and when it was taken.
+type ReplicaListing = (Instant, Arc<Vec<LocalVolumeReplica>>);
 
 /// How stale the replica list may be when a pending volume is polled.
 const PENDING_CACHE_TTL: Duration = Duration::from_millis(250);
