@@ -24,6 +24,7 @@
 //! - `volume list | get <v> | create <v> --size 1Gi [--param k=v]… [--node n] | delete <v>
 //!   | expand <v> <size> | replicas <v>`.
 //! - `cluster event`: Event objects.
+//! - `snapshot create|list|get|delete|restore|rollback`, `volume clone`: see [`snapshot`].
 //!
 //! `-o json|yaml` prints the objects instead of the table.
 //!
@@ -43,6 +44,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+pub mod snapshot;
 
 /// Where `hwameistor standalone` keeps its state by default.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/hwameistor";
@@ -158,6 +161,9 @@ pub enum Command {
     /// Cluster-wide information.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Snapshots (LocalVolumeSnapshot): create, list, get, delete, restore, rollback.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +246,8 @@ pub enum VolumeCmd {
     Expand { volume: String, size: String },
     /// Show a volume's replicas (LocalVolumeReplica).
     Replicas { volume: String },
+    /// Copy a volume into a new one (same size or larger).
+    Clone(snapshot::CloneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -745,6 +753,8 @@ pub async fn run_with(client: &Client, cli: &Cli, io: &mut Io<'_>) -> Result<()>
                 &rows,
             )
         }
+        Command::Snapshot(c) => snapshot::run(client, io, c, o).await,
+        Command::Volume(VolumeCmd::Clone(a)) => snapshot::clone(client, io, a, o).await,
         Command::Volume(VolumeCmd::List) => get_objects(client, io, "lv", None, None, o).await,
         Command::Volume(VolumeCmd::Get { volume }) => {
             get_objects(client, io, "lv", Some(volume), None, o).await
