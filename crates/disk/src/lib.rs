@@ -278,7 +278,8 @@ impl Discoverer {
         numbers.insert((dev.major, dev.minor));
         let mut paths: BTreeSet<String> = desc.iter().map(|d| format!("/dev/{}", d.name)).collect();
         paths.insert(dev.dev_path.clone());
-        let mounts = probe::parse_mountinfo(&self.read_proc("self/mountinfo"));
+        let mountinfo = format!("{}/mountinfo", self.config.roots.mount_pid);
+        let mounts = probe::parse_mountinfo(&self.read_proc(&mountinfo));
         for m in &mounts {
             if numbers.contains(&(m.major, m.minor)) || paths.contains(&m.source) {
                 if !dev.mount_points.contains(&m.mount_point) {

@@ -32,8 +32,11 @@ pub struct Roots {
     pub sys: PathBuf,
     /// udev database directory, `/run/udev/data` (may not exist).
     pub udev_data: PathBuf,
-    /// procfs of this mount namespace, `/proc` (mountinfo, swaps).
+    /// procfs, `/proc` (mountinfo, swaps).
     pub proc: PathBuf,
+    /// Whose mount table counts: `self` (this process, the default) or `1` for the host's
+    /// when the node agent runs in a container with `hostPID` (reads `<proc>/<pid>/mountinfo`).
+    pub mount_pid: String,
 }
 
 impl Default for Roots {
@@ -42,6 +45,7 @@ impl Default for Roots {
             sys: "/sys".into(),
             udev_data: "/run/udev/data".into(),
             proc: "/proc".into(),
+            mount_pid: "self".into(),
         }
     }
 }

@@ -50,6 +50,7 @@ impl FakeHost {
             sys: self.root.join("sys"),
             udev_data: self.root.join("run/udev/data"),
             proc: self.root.join("proc"),
+            mount_pid: "self".into(),
         }
     }
 
@@ -500,4 +501,35 @@ async fn probes_are_cached_until_the_device_changes_or_is_invalidated() {
     d.invalidate(None);
     d.scan().await.unwrap();
     assert!(blkid_calls() >= 2 * first + 2);
+}
+
+#[tokio::test]
+async fn the_host_mount_table_can_be_read_from_a_container() {
+    let h = build_zoo();
+    // the host (pid 1's mount namespace) has sdb mounted; this process's table does not
+    write(
+        &h.root.join("proc/1/mountinfo"),
+        "40 1 8:16 / /var/lib/data rw - xfs /dev/sdb rw\n",
+    );
+    let mut cfg = DiscoveryConfig {
+        node_name: "node1".into(),
+        roots: h.roots(),
+        include_loop: false,
+    };
+    let own = Discoverer::new(cfg.clone(), Arc::new(h.runner.clone()))
+        .scan()
+        .await
+        .unwrap();
+    assert!(find(&own, "sdb").hazards.is_empty());
+    cfg.roots.mount_pid = "1".into();
+    let host = Discoverer::new(cfg, Arc::new(h.runner.clone()))
+        .scan()
+        .await
+        .unwrap();
+    assert_eq!(
+        find(&host, "sdb").hazards,
+        vec![Hazard::Mounted {
+            mount_point: "/var/lib/data".into()
+        }]
+    );
 }
