@@ -1915,3 +1915,98 @@ async fn client_mount_and_unmount_like_kubelet() {
     c.unmount("dm", &dir, true).await.unwrap();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn node_publications_survive_a_restart() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let backend = MemBackend::with_nodes(&[("node1", PoolClass::HDD, 10 * GIB)]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let target = dir.path().join("pod/vol").display().to_string();
+    let mut ctx = HashMap::new();
+    for round in 0..2 {
+        let socket = dir.path().join(format!("csi{round}.sock"));
+        let mut cfg = hwameistor_csi::CsiConfig::new(&socket, "node1")
+            .with_wait(Duration::from_secs(3), Duration::from_millis(10));
+        cfg.state_dir = Some(state.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(hwameistor_csi::serve(
+            Driver::Lvm,
+            cfg,
+            Arc::new(backend.clone()),
+            Arc::new(FakeNodeOps::default()),
+            stop.clone(),
+        ));
+        while !socket.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut c = hwameistor_csi::client::connect(&socket).await.unwrap();
+        if round == 0 {
+            c.controller
+                .create_volume(lvm_create("rs", GIB as i64))
+                .await
+                .unwrap();
+            ctx = c
+                .controller
+                .controller_publish_volume(ControllerPublishVolumeRequest {
+                    volume_id: "rs".into(),
+                    node_id: "node1".into(),
+                    volume_capability: Some(mount_cap(Mode::SingleNodeSingleWriter)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .publish_context;
+            c.node
+                .node_publish_volume(node_publish(
+                    "rs",
+                    &target,
+                    &ctx,
+                    mount_cap(Mode::SingleNodeSingleWriter),
+                    false,
+                ))
+                .await
+                .unwrap();
+        } else {
+            // The restarted plugin remembers: same request OK, incompatible ALREADY_EXISTS,
+            // a second target for a single-writer volume FAILED_PRECONDITION.
+            c.node
+                .node_publish_volume(node_publish(
+                    "rs",
+                    &target,
+                    &ctx,
+                    mount_cap(Mode::SingleNodeSingleWriter),
+                    false,
+                ))
+                .await
+                .unwrap();
+            let r = c
+                .node
+                .node_publish_volume(node_publish(
+                    "rs",
+                    &target,
+                    &ctx,
+                    mount_cap(Mode::SingleNodeSingleWriter),
+                    true,
+                ))
+                .await;
+            assert_eq!(code(r).0, Code::AlreadyExists);
+            let other = dir.path().join("pod2/vol").display().to_string();
+            let r = c
+                .node
+                .node_publish_volume(node_publish(
+                    "rs",
+                    &other,
+                    &ctx,
+                    mount_cap(Mode::SingleNodeSingleWriter),
+                    false,
+                ))
+                .await;
+            assert_eq!(code(r).0, Code::FailedPrecondition);
+        }
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+}
