@@ -144,6 +144,35 @@ async fn components(
         )
     });
 
+    // Snapshots, restores, rollbacks, clones (hwameistor_controllers::snapshot).
+    {
+        use hwameistor_controllers::snapshot;
+        let (store, stop, e, r) = (
+            ctx.store.clone(),
+            ctx.shutdown.clone(),
+            engine.clone(),
+            runner.clone(),
+        );
+        let cfg = snapshot::SnapshotNodeConfig::new(ctx.node_name.clone());
+        set.spawn(async move {
+            (
+                "snapshot node",
+                snapshot::run_snapshot_node(cfg, store, e, r, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+        let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
+        set.spawn(async move {
+            (
+                "snapshot controllers",
+                snapshot::run_snapshot_cluster(Default::default(), store, stop)
+                    .await
+                    .map_err(Into::into),
+            )
+        });
+    }
+
     let mut agent = volume::NodeAgentConfig::new(ctx.node_name.clone());
     agent.storage_ip = args.storage_ip.clone();
     let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
