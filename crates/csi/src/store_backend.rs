@@ -675,7 +675,13 @@ impl DiskStoreBackend {
                 .into_iter()
                 .collect(),
             phase,
-            published_node: None,
+            // A raw disk mounted somewhere counts as published to its node: DeleteVolume is
+            // refused while mount points remain, and ListVolumes reports the node.
+            published_node: v
+                .status
+                .as_ref()
+                .filter(|s| !s.mount_points.is_empty())
+                .and(v.spec.accessibility.nodes.first().cloned()),
             snapshots: 0,
             used_bytes: Some(st.used_capacity_bytes.max(0) as u64).filter(|u| *u > 0),
         }

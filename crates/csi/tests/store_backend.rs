@@ -617,6 +617,18 @@ async fn disk_volume_lifecycle_through_objects() {
         (target.as_str(), "ext4")
     );
     assert_eq!(mps[0].phase, types::MountPointPhase::Mounted);
+    let r = e
+        .disk
+        .delete_volume(DeleteVolumeRequest {
+            volume_id: "raw-a".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(
+        r.unwrap_err().code(),
+        Code::FailedPrecondition,
+        "mounted raw disk is not deleted"
+    );
     e.disk_node
         .node_unpublish_volume(NodeUnpublishVolumeRequest {
             volume_id: "raw-a".into(),
