@@ -123,7 +123,8 @@ async fn objects_survive_sigterm_and_restart() {
     assert_eq!(code, 1);
     assert!(err.contains("server.json"), "{err}");
 
-    let server = Server::start(dir, &["--api-only"]);
+    // the second run logs JSON lines
+    let server = Server::start(dir, &["--api-only", "--log-format", "json"]);
     let (code, after, err) = ctl(dir, &["volume", "get", "vol-a", "-o", "json"]).await;
     assert_eq!(code, 0, "{err}");
     let after: Value = serde_json::from_str(&after).unwrap();
@@ -138,6 +139,13 @@ async fn objects_survive_sigterm_and_restart() {
 
     let status = server.stop(Signal::SIGINT);
     assert!(status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
 }
 
 #[test]
