@@ -710,3 +710,44 @@ async fn ha_volume_is_placed_but_not_reported_ready_without_replication() -> any
     run.stop().await;
     Ok(())
 }
+
+/// A LocalVolume object deleted outright (no `spec.delete` first) still releases its replicas:
+/// nothing is left referencing the devices, so keeping them would only leak them.
+#[tokio::test]
+async fn replicas_of_a_vanished_volume_are_removed() -> anyhow::Result<()> {
+    let (_dir, store) = temp_store();
+    let engine = Arc::new(FakeEngine::new(10 * GIB));
+    let shared: SharedEngine = engine.clone();
+    shared.ensure_pool(POOL_HDD, &["/dev/sdb".into()]).await?;
+    let ctx = NodeCtx::new(
+        agent_cfg("n1"),
+        store.clone(),
+        shared,
+        TokioRunner::shared(),
+    );
+    volume::register_node(&ctx).await?;
+    store
+        .all::<LocalVolume>()
+        .create(&volume("pvc-v", GIB))
+        .await?;
+    let mut r = LocalVolumeReplica::test("pvc-v", "n1");
+    r.status = None;
+    let r = store.all::<LocalVolumeReplica>().create(&r).await?;
+    let name = r.metadata.name.clone().unwrap();
+    volume::reconcile_replica(Arc::new(r.clone()), ctx.clone()).await?;
+    assert_eq!(engine.volume_names(), ["pvc-v"]);
+    let ready = store.all::<LocalVolumeReplica>().get(&name).await?;
+    assert_eq!(ready.status.unwrap().state, ReplicaState::Ready);
+
+    store.all::<LocalVolume>().delete("pvc-v").await?;
+    volume::reconcile_replica(Arc::new(r), ctx.clone()).await?;
+    assert!(
+        store
+            .all::<LocalVolumeReplica>()
+            .get_opt(&name)
+            .await?
+            .is_none()
+    );
+    assert!(engine.volume_names().is_empty());
+    Ok(())
+}

@@ -620,7 +620,7 @@ pub async fn reconcile_claim(claim: Arc<LocalDiskClaim>, ctx: Arc<NodeCtx>) -> R
                 REASON_STORAGE_EXPAND_FAILURE,
                 message,
             );
-            write_lsn_claim_status(&ctx, &lsn, &status).await?;
+            write_lsn_claim_status(&ctx, &status).await?;
             Ok(Action::requeue(Duration::from_secs(60)))
         }
         None => {
@@ -630,7 +630,7 @@ pub async fn reconcile_claim(claim: Arc<LocalDiskClaim>, ctx: Arc<NodeCtx>) -> R
                 REASON_STORAGE_EXPAND_SUCCESS,
                 "Successfully to expand storage capacity".into(),
             );
-            write_lsn_claim_status(&ctx, &lsn, &status).await?;
+            write_lsn_claim_status(&ctx, &status).await?;
             claims
                 .patch_status(&name, &json!({"status": {"status": ClaimPhase::Consumed}}))
                 .await
@@ -641,13 +641,12 @@ pub async fn reconcile_claim(claim: Arc<LocalDiskClaim>, ctx: Arc<NodeCtx>) -> R
     }
 }
 
+/// Write the claim bookkeeping (conditions, extension records) of the LocalStorageNode.
 async fn write_lsn_claim_status(
     ctx: &NodeCtx,
-    lsn: &LocalStorageNode,
     status: &hwameistor_api::LocalStorageNodeStatus,
 ) -> Result<()> {
     let name = &ctx.cfg.node_name;
-    let _ = lsn;
     ctx.store
         .all::<LocalStorageNode>()
         .patch_status(
