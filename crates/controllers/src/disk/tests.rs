@@ -699,3 +699,44 @@ async fn raw_disk_pool_from_a_local_disk_manager_claim() {
         NodeState::Offline
     );
 }
+
+#[tokio::test]
+async fn a_disk_moved_to_another_node_keeps_its_name_and_records_the_old_node() {
+    let store = store();
+    let src1 = Arc::new(FakeSource::default());
+    src1.set(zoo());
+    agent(&store, src1.clone())
+        .full_pass(&mut None, true)
+        .await
+        .unwrap();
+    let before = by_serial(&store, "hdd-1").await;
+    // node2 now has the disk (at another path); node1 no longer sees it
+    let src2 = Arc::new(FakeSource::default());
+    let mut d = disk("sdz", "hdd-1", true, 200 * GIB);
+    d.dev_path = "/dev/sdz".into();
+    src2.set(vec![d]);
+    let mut a2 = agent(&store, src2);
+    a2.cfg.node_name = "node2".into();
+    a2.full_pass(&mut None, true).await.unwrap();
+    src1.set(
+        zoo()
+            .into_iter()
+            .filter(|d| d.kernel_name != "sdc")
+            .collect(),
+    );
+    agent(&store, src1)
+        .full_pass(&mut None, false)
+        .await
+        .unwrap();
+    let after = by_serial(&store, "hdd-1").await;
+    assert_eq!(after.metadata.name, before.metadata.name);
+    assert_eq!(after.spec.node_name, "node2");
+    assert_eq!(after.spec.pre_node_name, NODE);
+    assert_eq!(after.spec.device_path, "/dev/sdz");
+    assert_eq!(after.spec.pre_device_path, "/dev/sdc");
+    assert_eq!(
+        after.spec.state,
+        Some(LocalDiskState::Active),
+        "node1 does not inactivate a disk now on node2"
+    );
+}
