@@ -255,20 +255,22 @@ impl NodeService {
         let target_key = target.display().to_string();
         let mut all = self.published.lock().await;
         let mine = all.entry(req.volume_id.clone()).or_default();
-        if let Some(existing) = mine.get(&target_key) {
-            if existing == &wanted {
-                return Ok(NodePublishVolumeResponse {});
-            }
-            return Err(Error::AlreadyExists {
+        let repeat = match mine.get(&target_key) {
+            None => false,
+            // A repeat: mount again below (idempotent), since the mount may be gone after a
+            // reboot even though we remember the publication.
+            Some(existing) if existing == &wanted => true,
+            Some(_) => return Err(Error::AlreadyExists {
                 what: "publication at",
                 name: target_key,
                 reason:
                     "the volume is already published there with another capability or readonly flag"
                         .into(),
-            });
-        }
+            }),
+        };
         if let Some((other, _)) = mine
             .iter()
+            .filter(|(t, _)| !repeat || **t != target_key)
             .find(|(_, p)| p.single_writer || wanted.single_writer)
         {
             return Err(Error::Precondition {

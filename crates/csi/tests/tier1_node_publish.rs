@@ -189,6 +189,14 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
             .count(),
         1
     );
+    // The mount vanished behind our back (a reboot): a repeated publish mounts again.
+    lo.runner.run(&Cmd::new("umount").arg(&t1)).await.unwrap();
+    assert_eq!(is_mounted(&t1), None);
+    h.node
+        .node_publish_volume(publish("t1vol", &lo.dev, &t1, cap_mount("ext4")))
+        .await
+        .unwrap();
+    assert_eq!(is_mounted(&t1).as_deref(), Some("ext4"));
     std::fs::write(Path::new(&t1).join("hello.txt"), b"hwameistor").unwrap();
 
     let st = h
