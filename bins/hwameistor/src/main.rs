@@ -93,6 +93,7 @@ fn init_tracing(format: LogFormat, filter: Option<&str>) {
 /// A component whose issue has not landed: say so and fail.
 fn not_implemented(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
     eprintln!("hwameistor: the {what} is not implemented yet ({issue})");
+    eprintln!("hwameistor: `hwameistor standalone` runs the implemented components on one host");
     Ok(ExitCode::from(2))
 }
 
@@ -172,6 +173,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The error and its causes, each cause once: library errors often repeat their source
+/// in their own message already.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !out.contains(&msg) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, cli.log_level.as_deref());
@@ -188,9 +205,25 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "hwameistor failed");
-            eprintln!("hwameistor: {e:#}");
+            eprintln!("hwameistor: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_drops_repeated_causes() {
+        let inner = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(inner)
+            .context("store failed: disk on fire")
+            .context("opening the store");
+        assert_eq!(
+            error_chain(&e),
+            "opening the store: store failed: disk on fire"
+        );
     }
 }
