@@ -172,7 +172,7 @@ pub async fn run_node_with(
                 agent.pass_logged(&mut last_fp).await;
             }
             _ = heartbeat.tick() => {
-                if let Err(e) = agent.heartbeat(false).await {
+                if let Err(e) = agent.heartbeat().await {
                     tracing::warn!(error = %e, reason = e.reason(), "disk node heartbeat failed");
                 }
             }
@@ -452,11 +452,10 @@ impl NodeDisks {
     }
 
     /// Heartbeat pass: consume raw-disk claims, write the LocalDiskNode status and heartbeat.
-    pub async fn heartbeat(&self, _initial: bool) -> Result<()> {
+    pub async fn heartbeat(&self) -> Result<()> {
         self.register().await?;
-        let consumed = self.consume_claims().await?;
-        self.write_node_status(&consumed).await?;
         let me = self.me().to_owned();
+        // the heartbeat first: a failed status write below must not make the node look dead
         self.store
             .all::<LocalDiskNode>()
             .patch(
@@ -465,6 +464,8 @@ impl NodeDisks {
             )
             .await
             .ctx("heartbeat", "LocalDiskNode", &me)?;
+        let consumed = self.consume_claims().await?;
+        self.write_node_status(&consumed).await?;
         // mark consumed claims only after their records are written
         for c in consumed {
             let name = c.metadata.name.clone().unwrap_or_default();
