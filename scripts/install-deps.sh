@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
   # tier 1 (host): filesystems, loop devices, probing, benchmarks
-  util-linux e2fsprogs xfsprogs btrfs-progs fio smartmontools kmod
+  util-linux e2fsprogs xfsprogs btrfs-progs fio smartmontools kmod gdisk
   # tools the node agent drives (also used inside the tier-2 guest, which shares this root)
   lvm2 thin-provisioning-tools cryptsetup-bin drbd-utils udev
 )
