@@ -233,7 +233,10 @@ pub struct LocalDiskStatus {
 pub struct LocalDiskClaimSpec {
     /// Node whose disks are claimed.
     pub node_name: String,
-    /// `local-storage` (LVM pools) or `local-disk-manager` (raw-disk pools).
+    /// `local-storage` (LVM pools) or `local-disk-manager` (raw-disk pools). The original
+    /// requires it, but its own manual ("数据盘扩展") leaves it out; we accept a missing owner
+    /// and treat it as `local-storage`, as the original's claim filter does for `""`.
+    #[serde(default)]
     pub owner: DiskOwner,
     /// Which disks to claim.
     #[serde(default, skip_serializing_if = "is_default")]
