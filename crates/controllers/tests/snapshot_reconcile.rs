@@ -381,8 +381,10 @@ async fn start(nodes: &[&str]) -> Result<Cluster> {
         store.clone(),
         shutdown.clone(),
     ));
-    let mut ccfg = SnapshotClusterConfig::default();
-    ccfg.poll_interval = Duration::from_millis(200);
+    let ccfg = SnapshotClusterConfig {
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
     tokio::spawn(snapshot::run_snapshot_cluster(
         ccfg,
         store.clone(),

@@ -475,10 +475,10 @@ pub async fn copy_snapshot_into(
         target: target.to_owned(),
         source: Box::new(source),
     });
-    if let Some(s) = scratch {
-        if let Err(e) = engine.delete_volume(pool, &s).await {
-            tracing::warn!(%pool, scratch = %s, error = %e, "removing the scratch volume failed");
-        }
+    if let Some(s) = scratch
+        && let Err(e) = engine.delete_volume(pool, &s).await
+    {
+        tracing::warn!(%pool, scratch = %s, error = %e, "removing the scratch volume failed");
     }
     res.map(|_| ())
 }
