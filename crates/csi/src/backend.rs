@@ -19,6 +19,14 @@ use async_trait::async_trait;
 use hwameistor_core::params::{DiskParams, LvmParams};
 use hwameistor_core::types::PoolClass;
 
+/// Whether a failure message says the pool ran out of space: the original's wording
+/// ("insufficient free space", "insufficient request resources") or our engines'
+/// `InsufficientSpace` error ("pool P has N bytes free, volume V needs M bytes").
+pub fn out_of_space(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("insufficient") || (m.contains(" bytes free, volume ") && m.contains(" needs "))
+}
+
 /// Failure of a backend operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
@@ -244,4 +252,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn create_snapshot(&self, spec: &SnapshotSpec) -> BackendResult<()>;
     /// Ask for deletion of a snapshot. Idempotent.
     async fn delete_snapshot(&self, id: &str) -> BackendResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn out_of_space_messages() {
+        use super::out_of_space;
+        assert!(out_of_space("insufficient free space"));
+        assert!(out_of_space("Insufficient request resources"));
+        assert!(out_of_space(
+            "create volume: pool LocalStorage_PoolHDD has 100 bytes free, volume pvc-1 needs 200 bytes"
+        ));
+        assert!(!out_of_space("lvcreate failed: device busy"));
+    }
 }

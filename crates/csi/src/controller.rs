@@ -1122,7 +1122,7 @@ impl ControllerService {
                 }
                 Some(SnapshotRecord {
                     failure: Some(f), ..
-                }) if f.contains("insufficient") => {
+                }) if out_of_space(&f) => {
                     return Err(Error::Exhausted {
                         reason: format!("snapshot {:?}: {f}", req.name),
                     });

@@ -7,7 +7,7 @@
 //! | volume | `LocalVolume` named after the volume id; replicas are the `LocalVolumeReplica`s whose `spec.volumeName` is the volume |
 //! | create | a `LocalVolume` with `spec.accessibility.nodes` = chosen nodes (first = primary); restores also get a `LocalVolumeSnapshotRestore` `snaprestore-<volume>` (type `create`); clones first snapshot the source into `<volume>-clone-source` |
 //! | ready | `status.state == Ready` (and, for restores/clones, the restore `Completed`) |
-//! | out of space | a replica's `Create` condition is False with "insufficient" in its message |
+//! | out of space | a replica's `Create` condition is False with an out-of-space message ([`out_of_space`]) |
 //! | delete | `spec.delete = true`; done when the object is gone |
 //! | publish | `status.publishedNode`, `status.fsType`, `status.rawblock` |
 //! | expand | a `LocalVolumeExpand` named after the volume |
@@ -197,9 +197,9 @@ impl LvmStoreBackend {
             .collect();
         let exhausted = mine.iter().find_map(|r| {
             r.status.as_ref()?.conditions.iter().find(|c| {
-                c.type_ == "Create"
+                c.type_ == hwameistor_api::consts::CONDITION_CREATE
                     && c.status == "False"
-                    && c.message.to_ascii_lowercase().contains("insufficient")
+                    && out_of_space(&c.message)
             })
         });
         let content_source = content_source_of(&lv.metadata);
@@ -276,7 +276,7 @@ impl LvmStoreBackend {
                 .as_ref()
                 .map(|t| t.0.as_second())
                 .unwrap_or(0),
-            failure: Some(st.message).filter(|m| m.to_ascii_lowercase().contains("insufficient")),
+            failure: Some(st.message).filter(|m| out_of_space(m)),
             deleting: s.spec.delete,
         }
     }

@@ -100,6 +100,31 @@ async fn test_reconciler(store: Store, stop: CancellationToken) {
                 continue;
             }
             let st = lv.status.clone().unwrap_or_default();
+            if name.starts_with("full-") {
+                // The node agent's engine ran out of space: Create=False with its message.
+                let r = LocalVolumeReplica {
+                    metadata: ObjectMeta {
+                        name: Some(replica.clone()),
+                        ..Default::default()
+                    },
+                    spec: LocalVolumeReplicaSpec {
+                        volume_name: name.clone(),
+                        node_name: lv.spec.accessibility.nodes[0].clone(),
+                        ..Default::default()
+                    },
+                    status: None,
+                };
+                let _ = store.all::<LocalVolumeReplica>().create(&r).await;
+                let cond = json!([{"type": "Create", "status": "False", "reason": "CreateFailed",
+                    "message": format!("create volume: pool LocalStorage_PoolHDD has 0 bytes free, volume {name} needs 1 bytes"),
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]);
+                store
+                    .all::<LocalVolumeReplica>()
+                    .patch_status(&replica, &json!({"status": {"conditions": cond}}))
+                    .await
+                    .unwrap();
+                continue;
+            }
             if st.state != types::VolumeState::Ready
                 || st.allocated_capacity_bytes != lv.spec.required_capacity_bytes
             {
@@ -529,6 +554,23 @@ async fn lvm_volume_lifecycle_through_objects() {
             .unwrap()
             .is_none()
     );
+
+    // The engine ran out of space after placement: RESOURCE_EXHAUSTED, and the volume is
+    // given up (spec.delete) so the CO can retry elsewhere.
+    let err = e
+        .lvm
+        .create_volume(create("full-1", GIB as i64))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("bytes free"), "{err:?}");
+    let gone = e
+        .store
+        .all::<LocalVolume>()
+        .get_opt("full-1")
+        .await
+        .unwrap();
+    assert!(gone.as_ref().is_none_or(|lv| lv.spec.delete), "{gone:?}");
 
     // Capacity from LocalStorageNode pools.
     let c = e
