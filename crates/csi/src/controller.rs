@@ -895,8 +895,8 @@ impl ControllerService {
                 .parse()
                 .ok()
                 .filter(|s| *s <= items.len())
-                .ok_or_else(|| Error::InFlight {
-                    id: format!("listing (starting_token {token:?} is stale or invalid)"),
+                .ok_or_else(|| Error::BadToken {
+                    token: token.to_string(),
                 })?
         };
         let end = if max == 0 {

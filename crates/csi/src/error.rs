@@ -12,7 +12,7 @@
 //! | no pool can hold the volume | `RESOURCE_EXHAUSTED` |
 //! | capacity outside what we can provide | `OUT_OF_RANGE` |
 //! | state forbids it (published elsewhere, in use, wrong node) | `FAILED_PRECONDITION` |
-//! | another operation on the same volume is in flight; write conflict | `ABORTED` |
+//! | another operation on the same volume is in flight; write conflict; stale list token | `ABORTED` |
 //! | not ready yet / timed out waiting for the reconcilers | `UNAVAILABLE` |
 //! | RPC or feature we do not provide | `UNIMPLEMENTED` |
 //! | backend or host failure | `INTERNAL` |
@@ -56,6 +56,8 @@ pub enum Error {
     Precondition { reason: String },
     #[error("an operation on {id:?} is already in progress")]
     InFlight { id: String },
+    #[error("starting_token {token:?} is invalid or stale; list again from the start")]
+    BadToken { token: String },
     #[error("{reason}")]
     NotReady { reason: String },
     #[error("{what} is not supported by {driver}")]
@@ -101,7 +103,7 @@ impl Error {
             Error::Exhausted { .. } => Code::ResourceExhausted,
             Error::OutOfRange { .. } => Code::OutOfRange,
             Error::Precondition { .. } => Code::FailedPrecondition,
-            Error::InFlight { .. } => Code::Aborted,
+            Error::InFlight { .. } | Error::BadToken { .. } => Code::Aborted,
             Error::NotReady { .. } => Code::Unavailable,
             Error::Unsupported { .. } => Code::Unimplemented,
             Error::Backend { source, .. } => match source {
