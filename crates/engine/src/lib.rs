@@ -24,6 +24,7 @@
 //! Around the engines:
 //! - [`fs`]: mkfs (refusing to overwrite a foreign filesystem), idempotent mount/unmount,
 //!   online grow, usage statistics, bind-mounting a block device for block-mode volumes.
+//! - [`luks`]: LUKS2 containers on volumes (format, open, close; key on stdin only).
 //! - [`qos`]: per-device IOPS/throughput limits through cgroup v1 blkio throttles or cgroup
 //!   v2 `io.max`.
 //!
@@ -48,6 +49,7 @@ pub mod engine;
 pub mod error;
 pub mod file;
 pub mod fs;
+pub mod luks;
 pub mod lvm;
 pub mod qos;
 pub mod types;
