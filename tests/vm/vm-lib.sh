@@ -65,25 +65,104 @@ declare -A VM_DISK_WWN=([HDD]=0x5000c50000000001 [SSD]=0x5000c50000000002)
 # images live in DIR (created/truncated here: never reused between runs, or
 # udev would auto-activate a stale VG).
 vm_disk_opts() {
+  vm_disk_images "$1"
+  vm_disk_attach "$1" standard
+}
+
+# vm_disk_images DIR: create (truncate) the standard set's images in DIR.
+vm_disk_images() {
   local dir=$1 k img
   for k in "${VM_DISK_KEYS[@]}"; do
     img=$dir/disk-${k,,}.img
     rm -f "$img"
     truncate -s "$VM_DISK_SIZE" "$img"
   done
-  local d=$dir/disk
-  printf '%s ' \
-    "-drive if=none,id=dvirtio,file=$d-virtio.img,format=raw,cache=unsafe" \
-    "-device virtio-blk-pci,drive=dvirtio,serial=${VM_DISK_SERIAL[VIRTIO]}" \
-    "-drive if=none,id=dvirtio2,file=$d-virtio2.img,format=raw,cache=unsafe" \
-    "-device virtio-blk-pci,drive=dvirtio2,serial=${VM_DISK_SERIAL[VIRTIO2]}" \
-    "-device virtio-scsi-pci,id=scsi0" \
-    "-drive if=none,id=dhdd,file=$d-hdd.img,format=raw,cache=unsafe" \
-    "-device scsi-hd,bus=scsi0.0,scsi-id=0,lun=0,drive=dhdd,rotation_rate=7200,serial=${VM_DISK_SERIAL[HDD]},wwn=${VM_DISK_WWN[HDD]}" \
-    "-drive if=none,id=dssd,file=$d-ssd.img,format=raw,cache=unsafe" \
-    "-device scsi-hd,bus=scsi0.0,scsi-id=1,lun=0,drive=dssd,rotation_rate=1,serial=${VM_DISK_SERIAL[SSD]},wwn=${VM_DISK_WWN[SSD]}" \
-    "-drive if=none,id=dnvme,file=$d-nvme.img,format=raw,cache=unsafe" \
+}
+
+# vm_disk_attach DIR standard|reordered -> prints the qemu options attaching the
+# existing images in DIR. `standard` is the layout of every guest; `reordered`
+# (second boot of a reboot run) attaches the same images elsewhere: the two
+# virtio disks swap PCI order (vda <-> vdb), the NVMe controller comes first,
+# the SSD takes the HDD's SCSI target and the HDD moves to a second virtio-scsi
+# controller `scsi1` (other host, other by-path link). Controller `scsi0`
+# exists in both layouts (hot-plug target, see vm_spare_opts).
+vm_disk_attach() {
+  local d=$1/disk layout=$2
+  local virtio=(
+    "-drive if=none,id=dvirtio,file=$d-virtio.img,format=raw,cache=unsafe"
+    "-device virtio-blk-pci,drive=dvirtio,serial=${VM_DISK_SERIAL[VIRTIO]}"
+  )
+  local virtio2=(
+    "-drive if=none,id=dvirtio2,file=$d-virtio2.img,format=raw,cache=unsafe"
+    "-device virtio-blk-pci,drive=dvirtio2,serial=${VM_DISK_SERIAL[VIRTIO2]}"
+  )
+  local nvme=(
+    "-drive if=none,id=dnvme,file=$d-nvme.img,format=raw,cache=unsafe"
     "-device nvme,drive=dnvme,serial=${VM_DISK_SERIAL[NVME]}"
+  )
+  local hdd="rotation_rate=7200,serial=${VM_DISK_SERIAL[HDD]},wwn=${VM_DISK_WWN[HDD]}"
+  local ssd="rotation_rate=1,serial=${VM_DISK_SERIAL[SSD]},wwn=${VM_DISK_WWN[SSD]}"
+  local drives=(
+    "-drive if=none,id=dhdd,file=$d-hdd.img,format=raw,cache=unsafe"
+    "-drive if=none,id=dssd,file=$d-ssd.img,format=raw,cache=unsafe"
+  )
+  case $layout in
+    standard)
+      printf '%s ' "${virtio[@]}" "${virtio2[@]}" \
+        "-device virtio-scsi-pci,id=scsi0" "${drives[@]}" \
+        "-device scsi-hd,bus=scsi0.0,scsi-id=0,lun=0,drive=dhdd,$hdd" \
+        "-device scsi-hd,bus=scsi0.0,scsi-id=1,lun=0,drive=dssd,$ssd" \
+        "${nvme[@]}"
+      ;;
+    reordered)
+      printf '%s ' "${nvme[@]}" "${virtio2[@]}" "${virtio[@]}" \
+        "-device virtio-scsi-pci,id=scsi0" "-device virtio-scsi-pci,id=scsi1" "${drives[@]}" \
+        "-device scsi-hd,bus=scsi0.0,scsi-id=0,lun=0,drive=dssd,$ssd" \
+        "-device scsi-hd,bus=scsi1.0,scsi-id=3,lun=0,drive=dhdd,$hdd"
+      ;;
+    *)
+      vm_log "vm_disk_attach: unknown layout $layout"
+      return 1
+      ;;
+  esac
+}
+
+# The spare disk for hot-plug tests: a backend drive without a device, so the
+# guest does not see it until a test asks the monitor for `device_add`.
+VM_SPARE_DRIVE=dspare
+VM_SPARE_SERIAL=HWSPARE0
+VM_SPARE_WWN=0x5000c50000000003
+
+# vm_spare_opts DIR -> creates DIR/disk-spare.img (unless it exists: a reboot
+# run keeps it) and prints the qemu options for the spare drive and the QMP
+# socket DIR/qmp.sock that monitor.py serves the guest's requests through.
+vm_spare_opts() {
+  local dir=$1
+  [ -f "$dir/disk-spare.img" ] || truncate -s "$VM_DISK_SIZE" "$dir/disk-spare.img"
+  printf '%s ' \
+    "-drive if=none,id=$VM_SPARE_DRIVE,file=$dir/disk-spare.img,format=raw,cache=unsafe" \
+    "-qmp unix:$dir/qmp.sock,server=on,wait=off"
+}
+
+# vm_monitor_start DIR: serve monitor requests of the guest whose QMP socket is
+# DIR/qmp.sock from the request directory DIR/monitor (see monitor.py). Sets
+# VM_MON_PID; the server ends by itself when qemu closes the socket.
+vm_monitor_start() {
+  local dir=$1
+  mkdir -p "$dir/monitor"
+  chmod 777 "$dir/monitor"
+  /usr/bin/python3 "$VM_DIR/monitor.py" "$dir/qmp.sock" "$dir/monitor" \
+    >> "$dir/monitor.log" 2>&1 &
+  VM_MON_PID=$!
+}
+
+# vm_monitor_stop PID: stop a monitor server (if still running) and reap it.
+vm_monitor_stop() {
+  local pid=$1
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2> /dev/null
+  wait "$pid" 2> /dev/null
+  return 0
 }
 
 # vm_write_env FILE KEY=VALUE... -- ARGV...
@@ -121,6 +200,8 @@ vm_base_env() {
     "VM_DISK_SSD_SERIAL=${VM_DISK_SERIAL[SSD]}" "VM_DISK_SSD_WWN=${VM_DISK_WWN[SSD]}"
     "VM_DISK_NVME_SERIAL=${VM_DISK_SERIAL[NVME]}"
     "VM_DISK_SIZE=$(numfmt --from=iec "$VM_DISK_SIZE")"
+    "VM_SPARE_DRIVE=$VM_SPARE_DRIVE" "VM_SPARE_SERIAL=$VM_SPARE_SERIAL"
+    "VM_SPARE_WWN=$VM_SPARE_WWN"
     "VM_CWD=$PWD"
   )
 }

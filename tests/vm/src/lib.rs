@@ -53,6 +53,14 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A request over the monitor channel failed (see [`Guest::monitor`]).
+    #[error("qemu monitor command {command:?}: {reason}")]
+    Monitor {
+        /// The HMP command line.
+        command: String,
+        /// What went wrong (no channel, timeout, qemu's error text, I/O).
+        reason: String,
+    },
 }
 
 /// Result alias of this crate.
@@ -76,6 +84,18 @@ pub const ENV_NIC: &str = "VM_NIC";
 pub const ENV_DISK_SIZE: &str = "VM_DISK_SIZE";
 /// Space-separated kernel device paths of the whole standard set.
 pub const ENV_DISKS: &str = "VM_DISKS";
+/// Reboot mode only: `1` or `2`, which boot of the same disk images this is.
+pub const ENV_BOOT: &str = "VM_BOOT";
+/// Reboot mode only: a read-write host directory kept across both boots.
+pub const ENV_PERSIST_DIR: &str = "VM_PERSIST_DIR";
+/// Single-guest and reboot modes: the request directory of the monitor channel.
+pub const ENV_MONITOR_DIR: &str = "VM_MONITOR_DIR";
+/// qemu drive id of the spare disk (`dspare`), hot-pluggable with `device_add`.
+pub const ENV_SPARE_DRIVE: &str = "VM_SPARE_DRIVE";
+/// Serial to give the spare disk (`HWSPARE0`).
+pub const ENV_SPARE_SERIAL: &str = "VM_SPARE_SERIAL";
+/// WWN to give the spare disk (`0x5000c50000000003`).
+pub const ENV_SPARE_WWN: &str = "VM_SPARE_WWN";
 
 /// Interconnect of an emulated disk, as the guest kernel sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +231,48 @@ pub struct Guest {
     pub disks: Vec<GuestDisk>,
     /// Pair network (roles A and B only).
     pub pair: Option<PairNet>,
+    /// Reboot mode: which boot (1 or 2) of the same disk images this is.
+    pub boot: Option<u32>,
+    /// Reboot mode: read-write directory kept across both boots.
+    pub persist_dir: Option<PathBuf>,
+    /// Request directory of the monitor channel (single guest and reboot mode).
+    pub monitor_dir: Option<PathBuf>,
+    /// The spare disk for hot-plug (single guest and reboot mode).
+    pub spare: Option<SpareDisk>,
+}
+
+/// The spare disk: an image the runner attaches to qemu as a drive without a device, so
+/// the guest sees it only after [`SpareDisk::device_add`] goes through [`Guest::monitor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpareDisk {
+    /// qemu drive id (`dspare`).
+    pub drive: String,
+    /// Serial the device is given (`HWSPARE0`).
+    pub serial: String,
+    /// WWN the device is given (`0x5000c50000000003`).
+    pub wwn: String,
+}
+
+impl SpareDisk {
+    /// qemu device id used by [`SpareDisk::device_add`] / [`SpareDisk::device_del`].
+    pub const DEVICE_ID: &'static str = "spare0";
+
+    /// HMP line hot-plugging the spare as an SSD (`rotation_rate=1`) on SCSI target 2 of
+    /// controller `scsi0`. A drive is deleted with its device: one add/del cycle per boot.
+    pub fn device_add(&self) -> String {
+        format!(
+            "device_add scsi-hd,bus=scsi0.0,scsi-id=2,lun=0,drive={},id={},serial={},wwn={},rotation_rate=1",
+            self.drive,
+            Self::DEVICE_ID,
+            self.serial,
+            self.wwn
+        )
+    }
+
+    /// HMP line hot-unplugging the spare.
+    pub fn device_del(&self) -> String {
+        format!("device_del {}", Self::DEVICE_ID)
+    }
 }
 
 impl Guest {
@@ -282,12 +344,33 @@ impl Guest {
                 })
             }
         };
+        let boot = match lookup(ENV_BOOT).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => match v.as_str() {
+                "1" => Some(1),
+                "2" => Some(2),
+                _ => return Err(invalid(ENV_BOOT, v, "expected 1 or 2")),
+            },
+        };
+        let path = |name: &str| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let spare = match (
+            lookup(ENV_SPARE_DRIVE).filter(|v| !v.is_empty()),
+            lookup(ENV_SPARE_SERIAL).filter(|v| !v.is_empty()),
+            lookup(ENV_SPARE_WWN).filter(|v| !v.is_empty()),
+        ) {
+            (Some(drive), Some(serial), Some(wwn)) => Some(SpareDisk { drive, serial, wwn }),
+            _ => None,
+        };
         Ok(Guest {
             role,
             hostname,
             disk_size,
             disks,
             pair,
+            boot,
+            persist_dir: path(ENV_PERSIST_DIR),
+            monitor_dir: path(ENV_MONITOR_DIR),
+            spare,
         })
     }
 
@@ -302,6 +385,48 @@ impl Guest {
     /// The pair network; `None` for a single guest.
     pub fn pair(&self) -> Option<&PairNet> {
         self.pair.as_ref()
+    }
+
+    /// Runs one HMP command on this guest's qemu through the monitor channel: the request
+    /// goes into [`Guest::monitor_dir`] (read-write 9p), the host's `monitor.py` executes it
+    /// over QMP and writes the answer back. Only `device_add`, `device_del ID` (answered
+    /// once qemu reports the device deleted) and `info ...` are accepted. Returns the
+    /// command's output; qemu's error text becomes [`Error::Monitor`].
+    pub fn monitor(&self, command: &str, timeout: std::time::Duration) -> Result<String> {
+        let fail = |reason: String| Error::Monitor {
+            command: command.to_owned(),
+            reason,
+        };
+        let dir = self
+            .monitor_dir
+            .as_ref()
+            .ok_or_else(|| fail(format!("{ENV_MONITOR_DIR} is not set (pair mode?)")))?;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = dir.join(format!("{}-{seq}", std::process::id()));
+        let tmp = base.with_extension("tmp");
+        let req = base.with_extension("req");
+        let out = base.with_extension("out");
+        std::fs::write(&tmp, format!("{command}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &req))
+            .map_err(|e| fail(format!("cannot write {}: {e}", req.display())))?;
+        let t0 = std::time::Instant::now();
+        let reply = loop {
+            match std::fs::read_to_string(&out) {
+                Ok(r) => break r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(format!("cannot read {}: {e}", out.display()))),
+            }
+            if t0.elapsed() > timeout {
+                return Err(fail(format!("no answer from the host within {timeout:?}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let _ = std::fs::remove_file(&out);
+        match reply.split_once('\n') {
+            Some(("ok", rest)) => Ok(rest.to_owned()),
+            _ => Err(fail(reply.trim().to_owned())),
+        }
     }
 }
 
