@@ -1,0 +1,200 @@
+//! Tier 2: LUKS2 on LVM volumes with the engine's `luks` module inside the qemu guest (real
+//! dm-crypt): format (idempotent, refused over a filesystem), open, data readable through the
+//! mapping and absent from the raw LV, wrong key refused, close; a snapshot of an encrypted
+//! volume stays encrypted and opens with the same key.
+//!
+//! Run by `.ci/run` via `tests/vm/run-tier2.sh` (one guest per test binary).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use hwameistor_engine::fs::{self, FsType};
+use hwameistor_engine::luks::{Luks, Pbkdf, Secret, mapping_name};
+use hwameistor_engine::lvm::LvmEngine;
+use hwameistor_engine::{Error, LvmConfig, VolumeEngine, VolumeOptions};
+use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_vmtests::{DiskKind, Guest};
+
+const POOL: &str = "LocalStorage_PoolSSD";
+const MI: u64 = 1 << 20;
+const MARKER: &[u8] = b"HWAMEISTOR-PLAINTEXT-MARKER-0123456789";
+
+fn guest() -> Guest {
+    assert_eq!(
+        std::env::var("VM_GUEST").as_deref(),
+        Ok("1"),
+        "tier-2 test outside the qemu guest: run it via tests/vm/run-tier2.sh"
+    );
+    Guest::from_env().expect("tier-2 guest environment")
+}
+
+fn cmd(argv: &[&str]) -> Cmd {
+    Cmd::new(argv[0])
+        .args(argv[1..].iter().copied())
+        .timeout(Duration::from_secs(300))
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+}
+
+fn run_sync(argv: &[&str]) {
+    let c = cmd(argv);
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(TokioRunner.output(&c)).ok()
+    })
+    .join();
+}
+
+/// On drop: close our mappings, remove the VG, wipe the disk.
+struct Cleanup {
+    disk: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for m in ["pvc-enc-encrypt", "snap-enc-encrypt"] {
+            run_sync(&["cryptsetup", "close", m]);
+        }
+        run_sync(&["vgremove", "-ff", "-y", POOL]);
+        let d = self.disk.to_string_lossy().into_owned();
+        run_sync(&["pvremove", "-ff", "-y", &d]);
+        run_sync(&["wipefs", "-a", &d]);
+        let _ = std::fs::remove_dir_all("/tmp/hwt-luks");
+    }
+}
+
+fn lvm_no_monitoring() -> Result<()> {
+    std::fs::create_dir_all("/etc/lvm")?;
+    std::fs::write(
+        "/etc/lvm/lvmlocal.conf",
+        "activation {\n  monitoring = 0\n}\n",
+    )?;
+    Ok(())
+}
+
+/// Read the first `mib` MiB of `dev` with direct IO.
+async fn read_dev(dev: &Path, mib: u64) -> Result<Vec<u8>> {
+    let copy = "/tmp/hwt-luks/readback";
+    TokioRunner
+        .run(&cmd(&[
+            "dd",
+            &format!("if={}", dev.display()),
+            &format!("of={copy}"),
+            "bs=1M",
+            "iflag=direct",
+            "status=none",
+            &format!("count={mib}"),
+        ]))
+        .await?;
+    let d = std::fs::read(copy)?;
+    std::fs::remove_file(copy)?;
+    Ok(d)
+}
+
+async fn write_marker(dev: &Path) -> Result<()> {
+    let pat = "/tmp/hwt-luks/marker";
+    let mut data = vec![0u8; MI as usize];
+    for chunk in data.chunks_mut(4096) {
+        chunk[..MARKER.len()].copy_from_slice(MARKER);
+    }
+    std::fs::write(pat, data)?;
+    TokioRunner
+        .run(&cmd(&[
+            "dd",
+            &format!("if={pat}"),
+            &format!("of={}", dev.display()),
+            "bs=1M",
+            "oflag=direct",
+            "conv=notrunc,fsync",
+        ]))
+        .await?;
+    Ok(())
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+#[ignore = "tier 2: runs inside the qemu guest; run by .ci/run via tests/vm"]
+async fn luks_volumes_and_their_snapshots_stay_encrypted() -> Result<()> {
+    let g = guest();
+    lvm_no_monitoring()?;
+    std::fs::create_dir_all("/tmp/hwt-luks")?;
+    let disk = g.disk(DiskKind::Ssd).dev.clone();
+    let _cleanup = Cleanup { disk: disk.clone() };
+    let runner = TokioRunner::shared();
+    let e = LvmEngine::new(runner.clone(), LvmConfig::default());
+    e.ensure_pool(POOL, std::slice::from_ref(&disk)).await?;
+    let v = e
+        .create_volume(POOL, "pvc-enc", 32 * MI, &VolumeOptions::default())
+        .await?;
+    let mut luks = Luks::new(runner.clone());
+    // Fast, weak key derivation: tests only.
+    luks.pbkdf = Pbkdf::Pbkdf2 { iterations: 1000 };
+    let key = Secret::new(b"tier2-volume-key-not-secret".to_vec())?;
+
+    ensure!(!luks.is_luks(&v.device_path).await?);
+    luks.format(&v.device_path, &key).await?;
+    ensure!(luks.is_luks(&v.device_path).await?);
+    // Idempotent: a LUKS device is left alone (the header, hence the data, survive).
+    luks.format(&v.device_path, &key).await?;
+
+    let name = mapping_name("pvc-enc");
+    let mapped = luks.open(&v.device_path, &name, &key).await?;
+    ensure!(mapped == Path::new("/dev/mapper/pvc-enc-encrypt"));
+    ensure!(luks.open(&v.device_path, &name, &key).await? == mapped);
+    write_marker(&mapped).await?;
+    ensure!(
+        contains(&read_dev(&mapped, 1).await?, MARKER),
+        "plaintext through the mapping"
+    );
+    ensure!(
+        !contains(&read_dev(&v.device_path, 32).await?, MARKER),
+        "plaintext visible on the raw LV"
+    );
+
+    // A snapshot of the encrypted volume is ciphertext too, and opens with the same key.
+    luks.close(&name).await?;
+    e.create_snapshot(POOL, "pvc-enc", "snap-enc", 16 * MI)
+        .await?;
+    let snap_dev = PathBuf::from(format!("/dev/{POOL}/snap-enc"));
+    ensure!(!contains(&read_dev(&snap_dev, 32).await?, MARKER));
+    ensure!(luks.is_luks(&snap_dev).await?);
+    let sm = luks
+        .open(&snap_dev, &mapping_name("snap-enc"), &key)
+        .await?;
+    ensure!(
+        contains(&read_dev(&sm, 1).await?, MARKER),
+        "snapshot plaintext"
+    );
+    luks.close(&mapping_name("snap-enc")).await?;
+    e.delete_snapshot(POOL, "snap-enc").await?;
+
+    // The wrong key opens nothing; closing twice is fine; reopening with the key works.
+    let wrong = Secret::new(b"not-the-right-key".to_vec())?;
+    let err = luks.open(&v.device_path, &name, &wrong).await.unwrap_err();
+    ensure!(matches!(err, Error::Command { .. }), "{err}");
+    ensure!(!mapped.exists());
+    luks.close(&name).await?;
+    let mapped = luks.open(&v.device_path, &name, &key).await?;
+    ensure!(contains(&read_dev(&mapped, 1).await?, MARKER));
+    luks.close(&name).await?;
+    ensure!(!mapped.exists(), "mapping closed");
+
+    // Never over a filesystem.
+    let plain = e
+        .create_volume(POOL, "pvc-plain", 16 * MI, &VolumeOptions::default())
+        .await?;
+    fs::mkfs(runner.as_ref(), &plain.device_path, FsType::Ext4, &[]).await?;
+    let err = luks.format(&plain.device_path, &key).await.unwrap_err();
+    ensure!(matches!(err, Error::Conflict { .. }), "{err}");
+
+    for v in ["pvc-enc", "pvc-plain"] {
+        e.delete_volume(POOL, v).await?;
+    }
+    Ok(())
+}
