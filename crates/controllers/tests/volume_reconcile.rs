@@ -650,6 +650,25 @@ async fn expansion_without_room_fails_cleanly() -> anyhow::Result<()> {
     assert_eq!(lv.spec.required_capacity_bytes, GIB as i64);
     assert_eq!(lv.status.unwrap().state, VolumeState::Ready);
     assert_eq!(engine.volume_size("pvc-small"), Some(GIB));
+
+    // Submitting a size that fits under the same name retries the failed request.
+    store
+        .all::<LocalVolumeExpand>()
+        .patch(
+            "pvc-small",
+            &json!({"spec": {"requiredCapacityBytes": 3 * GIB}}),
+        )
+        .await?;
+    wait_for(30, "retried expansion completed", || async {
+        let gone = store
+            .all::<LocalVolumeExpand>()
+            .get_opt("pvc-small")
+            .await
+            .unwrap()
+            .is_none();
+        (gone && engine.volume_size("pvc-small") == Some(3 * GIB)).then_some(())
+    })
+    .await;
     run.stop().await;
     Ok(())
 }

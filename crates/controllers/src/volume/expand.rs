@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
+use hwameistor_core::types::OperationState;
 use hwameistor_core::volume::{ExpandStep, ExpandView, ExpandVolumeView, expand_step};
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -19,6 +20,32 @@ use super::cluster::{ClusterCtx, build_ledger};
 use super::util::StoreExt;
 
 const MAX_STEPS: usize = 6;
+
+/// Annotation recording the `metadata.generation` a request failed at, so that a changed
+/// request (new size under the same name) is retried while an unchanged one stays Failed.
+pub const ANNOTATION_FAILED_GENERATION: &str = "localvolumeexpand.hwameistor.io/failed-generation";
+
+fn failed_generation(e: &LocalVolumeExpand) -> Option<i64> {
+    e.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_FAILED_GENERATION))
+        .and_then(|g| g.parse().ok())
+}
+
+async fn mark_failed_generation(ctx: &ClusterCtx, e: &LocalVolumeExpand) -> Result<()> {
+    let name = e.metadata.name.clone().unwrap_or_default();
+    let generation = e.metadata.generation.unwrap_or_default().to_string();
+    ctx.store
+        .all::<LocalVolumeExpand>()
+        .patch(
+            &name,
+            &json!({"metadata": {"annotations": {ANNOTATION_FAILED_GENERATION: generation}}}),
+        )
+        .await
+        .ctx("patch", "LocalVolumeExpand", &name)?;
+    Ok(())
+}
 
 /// Reconcile one LocalVolumeExpand.
 pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>) -> Result<Action> {
@@ -63,6 +90,20 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
             }
         };
         let status = e.status.clone().unwrap_or_default();
+        // A failed request whose spec was changed afterwards (a new size submitted under the
+        // same name) starts over.
+        if status.state == OperationState::Failed && failed_generation(&e) != e.metadata.generation
+        {
+            tracing::info!(expand = %name, volume = %vname, "failed expansion request changed; retrying");
+            expands
+                .patch_status(
+                    &name,
+                    &json!({"status": {"state": OperationState::Unknown, "message": ""}}),
+                )
+                .await
+                .ctx("patch status", "LocalVolumeExpand", &name)?;
+            continue;
+        }
         let view = ExpandView {
             state: status.state,
             abort: e.spec.abort,
@@ -74,8 +115,9 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
         match step {
             ExpandStep::Wait => return Ok(Action::requeue(Duration::from_secs(10))),
             ExpandStep::SetState { state, message } => {
-                if state == hwameistor_core::types::OperationState::Failed {
+                if state == OperationState::Failed {
                     tracing::warn!(expand = %name, volume = %vname, %message, "volume expansion refused");
+                    mark_failed_generation(&ctx, &e).await?;
                 }
                 expands
                     .patch_status(
@@ -90,11 +132,12 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
                     && let Err(reason) = check_room(&ctx, lv, bytes).await?
                 {
                     tracing::warn!(expand = %name, volume = %vname, %reason, "volume expansion refused");
+                    mark_failed_generation(&ctx, &e).await?;
                     expands
                         .patch_status(
                             &name,
                             &json!({"status": {
-                                "state": hwameistor_core::types::OperationState::Failed,
+                                "state": OperationState::Failed,
                                 "message": format!("cannot expand to {bytes} bytes: {reason}"),
                             }}),
                         )
@@ -113,7 +156,7 @@ pub async fn reconcile_expand(obj: Arc<LocalVolumeExpand>, ctx: Arc<ClusterCtx>)
                     .patch_status(
                         &name,
                         &json!({"status": {
-                            "state": hwameistor_core::types::OperationState::Completed,
+                            "state": OperationState::Completed,
                             "allocatedCapacityBytes": allocated_bytes,
                             "message": "",
                         }}),
