@@ -36,11 +36,17 @@
 //! # Use
 //! ```no_run
 //! # async fn demo() -> hwameistor_engine::Result<()> {
-//! use hwameistor_engine::{EngineConfig, EngineKind};
+//! use hwameistor_engine::{EngineConfig, VolumeOptions};
 //! let runner = hwameistor_exec::TokioRunner::shared();
-//! let cfg = EngineConfig::default();
-//! let kind = hwameistor_engine::detect_engine(runner.as_ref(), &cfg).await?;
-//! assert!(matches!(kind, EngineKind::Lvm | EngineKind::File));
+//! // lvm where device-mapper exists, else file (EngineConfig::engine overrides).
+//! let engine = hwameistor_engine::open_engine(runner.clone(), &EngineConfig::default()).await?;
+//! engine.ensure_pool("LocalStorage_PoolHDD", &["/dev/sdb".into()]).await?;
+//! let vol = engine
+//!     .create_volume("LocalStorage_PoolHDD", "pvc-1234", 1 << 30, &VolumeOptions::default())
+//!     .await?;
+//! let mnt = std::path::Path::new("/mnt/pvc-1234");
+//! hwameistor_engine::fs::mkfs(runner.as_ref(), &vol.device_path, hwameistor_engine::fs::FsType::Ext4, &[]).await?;
+//! hwameistor_engine::fs::mount(runner.as_ref(), &vol.device_path, mnt, hwameistor_engine::fs::FsType::Ext4, &[]).await?;
 //! # Ok(()) }
 //! ```
 
@@ -55,7 +61,10 @@ pub mod qos;
 pub mod types;
 
 pub use config::{EngineConfig, FileEngineConfig, HostPaths, LvmConfig, PoolFsType};
-pub use engine::{HostFacts, SharedEngine, VolumeEngine, choose_engine, detect_engine, probe_host};
+pub use engine::{
+    HostFacts, SharedEngine, VolumeEngine, build_engine, choose_engine, detect_engine, open_engine,
+    probe_host,
+};
 pub use error::{Context, Error, Result};
 pub use types::{
     DEFAULT_EXTENT_BYTES, EngineKind, MAX_VOLUMES_PER_POOL, POOL_PREFIX, PoolDisk, PoolInfo,

@@ -11,6 +11,10 @@
 //! ```text
 //! cargo run --release -p hwameistor-engine --bin engine-bench -- --size 256M --runtime 10
 //! cargo run --release -p hwameistor-engine --bin engine-bench -- --disk /dev/sdb --wipe --size 1G
+//! # inside the tier-2 qemu guest (lvm and file on a virtio disk):
+//! cargo build -p hwameistor-engine --bin engine-bench && \
+//!   tests/vm/cargo-runner.sh target/debug/engine-bench --disk-from-env VM_DISK_VIRTIO --wipe \
+//!   --size 128M --runtime 5
 //! ```
 //! lvm is measured only where device-mapper and lvm2 exist; the file engine everywhere.
 //! Needs root, fio, xfsprogs, util-linux (and lvm2 for lvm).
@@ -44,12 +48,19 @@ struct Args {
     /// Queue depth of the 4k random runs (the 1M sequential runs use 4).
     #[arg(long, default_value_t = 16)]
     iodepth: u32,
+    /// fio IO engine (libaio; psync where libaio misbehaves, e.g. under qemu TCG).
+    #[arg(long, default_value = "libaio")]
+    ioengine: String,
     /// Engines to measure (comma separated): file, lvm. Unavailable ones are skipped.
     #[arg(long, default_value = "file,lvm", value_delimiter = ',')]
     engines: Vec<EngineKind>,
     /// A real disk to use. Its content is destroyed: requires --wipe.
     #[arg(long)]
     disk: Option<PathBuf>,
+    /// Like --disk, the device named by this environment variable (e.g. `VM_DISK_VIRTIO`
+    /// inside the tier-2 guest).
+    #[arg(long, conflicts_with = "disk")]
+    disk_from_env: Option<String>,
     /// Confirms that --disk may be overwritten.
     #[arg(long)]
     wipe: bool,
@@ -132,7 +143,7 @@ async fn fio(r: &dyn Runner, args: &Args, dev: &Path, w: &Workload) -> Result<f6
             format!("--name={}", w.rw),
             format!("--filename={}", dev.display()),
             "--direct=1".into(),
-            "--ioengine=libaio".into(),
+            format!("--ioengine={}", args.ioengine),
             format!("--iodepth={depth}"),
             format!("--rw={}", w.rw),
             format!("--bs={}", w.bs),
@@ -142,7 +153,7 @@ async fn fio(r: &dyn Runner, args: &Args, dev: &Path, w: &Workload) -> Result<f6
             "--randrepeat=0".into(),
             "--output-format=json".into(),
         ])
-        .timeout(Duration::from_secs(args.runtime + 120));
+        .timeout(Duration::from_secs(args.runtime * 3 + 300));
     let out = r.run(&cmd).await?;
     let v: serde_json::Value =
         serde_json::from_str(&out.stdout).context("parsing fio JSON output")?;
@@ -160,7 +171,7 @@ async fn precondition(r: &dyn Runner, args: &Args, dev: &Path) -> Result<()> {
             "--name=precondition".to_string(),
             format!("--filename={}", dev.display()),
             "--direct=1".into(),
-            "--ioengine=libaio".into(),
+            format!("--ioengine={}", args.ioengine),
             "--iodepth=4".into(),
             "--rw=write".into(),
             "--bs=1M".into(),
@@ -251,7 +262,13 @@ async fn main() -> Result<()> {
 
     // The disk: a real one (destroyed) or a loop-backed sparse file.
     let mut loop_dev = None;
-    let disk = match &args.disk {
+    let from_env = match &args.disk_from_env {
+        Some(var) => Some(PathBuf::from(
+            std::env::var(var).with_context(|| format!("environment variable {var}"))?,
+        )),
+        None => None,
+    };
+    let disk = match from_env.as_ref().or(args.disk.as_ref()) {
         Some(d) if !args.wipe => bail!("--disk {} destroys its content: add --wipe", d.display()),
         Some(d) => d.clone(),
         None => {

@@ -308,11 +308,18 @@ impl FileEngine {
         volume: &str,
         disk: &DiskMount,
         file: &Path,
-        mounts: Option<&[MountEntry]>,
+        host: Option<(&[MountEntry], &[LoopDevice])>,
     ) -> Result<VolumeInfo> {
         let ctx = Context::volume(pool, volume);
         let size = std::fs::metadata(file).map_err(io(op, &ctx, file))?.len();
-        let loops = self.loops_of(op, file).await?;
+        let (mounts, loops) = match host {
+            Some((m, l)) => {
+                let id = FileId::of(file).map_err(io(op, &ctx, file))?;
+                let l: Vec<LoopDevice> = l.iter().filter(|x| id.backs(x)).cloned().collect();
+                (Some(m), l)
+            }
+            None => (None, self.loops_of(op, file).await?),
+        };
         let link = self.link_target(pool, volume);
         let current = loops
             .iter()
@@ -885,12 +892,14 @@ impl VolumeEngine for FileEngine {
             validate_pool(p)?;
         }
         let mounts = fs::list_mounts(self.runner.as_ref()).await?;
+        let loops = loopdev::list(self.runner.as_ref(), &self.losetup, OP).await?;
         let mut out = Vec::new();
         for (p, disks) in self.disks_from(&mounts, pool) {
             for d in &disks {
                 for v in list_names(&d.volumes()) {
                     let file = d.volume_file(&v);
-                    out.push(self.info(OP, &p, &v, d, &file, Some(&mounts)).await?);
+                    let host = Some((mounts.as_slice(), loops.as_slice()));
+                    out.push(self.info(OP, &p, &v, d, &file, host).await?);
                 }
             }
         }
