@@ -1,7 +1,8 @@
 #!/bin/bash
 # Tier 2 for CI: set up the harness, build every `tests/tier2_*.rs` target of
 # the workspace, run each binary in its own qemu guest (cargo-runner.sh), then
-# the two-guest targets (`tier2_*_pair`, run-pair.sh), print one line per
+# the two-guest targets (`tier2_*_pair`, run-pair.sh); `tier2_*_reboot` targets
+# boot twice (cargo-runner.sh). Print one line per
 # binary and a summary, and exit non-zero if anything failed.
 #
 #   bash tests/vm/run-tier2.sh [libtest args...]   e.g. a test-name filter
@@ -70,7 +71,7 @@ SUMMARY=()
 for entry in "${BINS[@]}"; do
   IFS=$'\t' read -r name exe pkg <<< "$entry"
   mode=single
-  case $name in *_pair) mode=pair ;; esac
+  case $name in *_pair) mode=pair ;; *_reboot) mode=reboot ;; esac
   echo "=== tier 2: $name ($mode, $(basename "$pkg"))"
   TS=$(date +%s.%N)
   # cargo runs test binaries from their package directory; so do we.

@@ -20,6 +20,12 @@
 //! each guest. In two-guest mode ([`Role::A`]/[`Role::B`]) both guests have
 //! the full set and share one private network link.
 //!
+//! Two more modes of one guest: a target named `tier2_<topic>_reboot` is booted twice on the
+//! same disk images, the second time with the disks attached elsewhere ([`Guest::boot`],
+//! [`Guest::persist_dir`] kept across both boots); and every single guest has a spare disk
+//! ([`SpareDisk`]) it can hot-plug and hot-unplug through the qemu monitor
+//! ([`Guest::monitor`]).
+//!
 //! Use it as a dev-dependency (`hwameistor-vmtests.workspace = true`) and start
 //! each tier-2 test with `let guest = Guest::from_env().expect("tier 2 guest");`,
 //! which fails loudly outside the guest.
@@ -497,6 +503,84 @@ mod tests {
         let mut m = single_env();
         m.insert("VM_ROLE".into(), "c".into());
         assert!(matches!(parse(&m), Err(Error::Invalid { name, .. }) if name == "VM_ROLE"));
+    }
+
+    #[test]
+    fn parses_reboot_and_spare_vars() {
+        let g = parse(&single_env()).unwrap();
+        assert_eq!(
+            (g.boot, g.persist_dir.as_ref(), g.spare.as_ref()),
+            (None, None, None)
+        );
+        let mut m = single_env();
+        for (k, v) in [
+            ("VM_BOOT", "2"),
+            ("VM_PERSIST_DIR", "/run/x/persist"),
+            ("VM_MONITOR_DIR", "/run/x/monitor"),
+            ("VM_SPARE_DRIVE", "dspare"),
+            ("VM_SPARE_SERIAL", "HWSPARE0"),
+            ("VM_SPARE_WWN", "0x5000c50000000003"),
+        ] {
+            m.insert(k.into(), v.into());
+        }
+        let g = parse(&m).unwrap();
+        assert_eq!(g.boot, Some(2));
+        assert_eq!(g.persist_dir, Some(PathBuf::from("/run/x/persist")));
+        let spare = g.spare.clone().unwrap();
+        assert_eq!(
+            spare.device_add(),
+            "device_add scsi-hd,bus=scsi0.0,scsi-id=2,lun=0,drive=dspare,id=spare0,\
+             serial=HWSPARE0,wwn=0x5000c50000000003,rotation_rate=1"
+        );
+        assert_eq!(spare.device_del(), "device_del spare0");
+        m.insert("VM_BOOT".into(), "3".into());
+        assert!(matches!(parse(&m), Err(Error::Invalid { name, .. }) if name == "VM_BOOT"));
+    }
+
+    #[test]
+    fn monitor_round_trip_through_the_request_dir() {
+        let dir = std::env::temp_dir().join(format!("vmtests-mon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = single_env();
+        m.insert("VM_MONITOR_DIR".into(), dir.display().to_string());
+        let g = parse(&m).unwrap();
+        // a fake host side: answers the first request ok, the second with an error
+        let d = dir.clone();
+        let host = std::thread::spawn(move || {
+            let mut served = Vec::new();
+            while served.len() < 2 {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.extension().is_some_and(|x| x == "req") {
+                        let line = std::fs::read_to_string(&p).unwrap();
+                        let reply = if served.is_empty() {
+                            "ok\nfine\n"
+                        } else {
+                            "error: nope\n"
+                        };
+                        std::fs::write(p.with_extension("out"), reply).unwrap();
+                        std::fs::remove_file(&p).unwrap();
+                        served.push(line.trim().to_owned());
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            served
+        });
+        let t = std::time::Duration::from_secs(10);
+        assert_eq!(g.monitor("info block", t).unwrap(), "fine\n");
+        let err = g.monitor("device_del spare0", t).unwrap_err();
+        assert!(
+            matches!(&err, Error::Monitor { reason, .. } if reason == "error: nope"),
+            "{err}"
+        );
+        assert_eq!(host.join().unwrap(), ["info block", "device_del spare0"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let g = parse(&single_env()).unwrap();
+        assert!(matches!(
+            g.monitor("info block", t),
+            Err(Error::Monitor { .. })
+        ));
     }
 
     #[test]
