@@ -388,6 +388,70 @@ async fn localdisk_names_survive_reordered_reboot() -> Result<()> {
     Ok(())
 }
 
+/// Watches `/sys/block` from a plain thread (independent of the disk manager) and records
+/// when the kernel shows, and then stops showing, a SCSI disk with the given WWN: the split
+/// of a hot-plug latency into "qemu → kernel" and "kernel → LocalDisk".
+struct KernelWatch {
+    seen: std::sync::Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KernelWatch {
+    fn start(wwn: &str) -> KernelWatch {
+        let naa = format!("naa.{}", wwn.trim_start_matches("0x"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((None, None)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let present = std::fs::read_dir("/sys/block").is_ok_and(|rd| {
+                    rd.flatten().any(|e| {
+                        std::fs::read_to_string(e.path().join("device/wwid"))
+                            .is_ok_and(|w| w.trim() == naa)
+                    })
+                });
+                let mut g = s.lock().unwrap();
+                match (present, g.0, g.1) {
+                    (true, None, _) => g.0 = Some(Instant::now()),
+                    (false, Some(_), None) => g.1 = Some(Instant::now()),
+                    _ => {}
+                }
+                drop(g);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        KernelWatch {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn appeared(&self) -> Option<Instant> {
+        self.seen.lock().unwrap().0
+    }
+
+    fn vanished(&self) -> Option<Instant> {
+        self.seen.lock().unwrap().1
+    }
+}
+
+impl Drop for KernelWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn since(later: Instant, earlier: Option<Instant>) -> String {
+    earlier.map_or("?".into(), |e| {
+        format!("{:?}", later.saturating_duration_since(e))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 2: runs inside the qemu guest; run by .ci/run via tests/vm"]
 async fn hot_plug_and_unplug_are_seen_within_2s() -> Result<()> {
@@ -403,6 +467,7 @@ async fn hot_plug_and_unplug_are_seen_within_2s() -> Result<()> {
     );
 
     // hot-plug
+    let kernel = KernelWatch::start(&spare.wwn);
     let t_req = Instant::now();
     let g = guest.clone();
     let line = spare.device_add();
@@ -419,12 +484,19 @@ async fn hot_plug_and_unplug_are_seen_within_2s() -> Result<()> {
         }
     })
     .await?;
-    let plug = t_added.elapsed();
+    let t_seen = Instant::now();
+    let plug = t_seen - t_added;
     println!(
-        "hot-plug: monitor round trip {:?}, LocalDisk {} Active at {} {plug:?} after qemu added the device",
+        "hot-plug: monitor round trip {:?}, LocalDisk {} Active at {} {plug:?} after qemu added the device \
+         (kernel showed it after {}, LocalDisk {} after the kernel)",
         t_added - t_req,
         ld.metadata.name.as_deref().unwrap_or("?"),
-        ld.spec.device_path
+        ld.spec.device_path,
+        kernel.appeared().map_or("?".into(), |k| format!(
+            "{:?}",
+            k.saturating_duration_since(t_added)
+        )),
+        since(t_seen, kernel.appeared()),
     );
     let name = ld.metadata.name.clone();
 
@@ -445,11 +517,28 @@ async fn hot_plug_and_unplug_are_seen_within_2s() -> Result<()> {
         }
     })
     .await?;
-    let unplug = t_deleted.elapsed();
+    let t_gone = Instant::now();
+    let unplug = t_gone - t_deleted;
     println!(
-        "hot-unplug: monitor round trip {:?} (until DEVICE_DELETED), LocalDisk Inactive {unplug:?} after qemu deleted the device",
-        t_deleted - t_req
+        "hot-unplug: monitor round trip {:?} (until DEVICE_DELETED), LocalDisk Inactive {unplug:?} after qemu deleted the device \
+         (kernel dropped it after {}, LocalDisk {} after the kernel)",
+        t_deleted - t_req,
+        kernel.vanished().map_or("?".into(), |k| format!(
+            "{:?}",
+            k.saturating_duration_since(t_deleted)
+        )),
+        since(t_gone, kernel.vanished()),
     );
+    drop(kernel);
+    if let Ok(out) = TokioRunner.output(&Cmd::new("dmesg")).await {
+        for l in out
+            .stdout
+            .lines()
+            .filter(|l| l.contains(" 0:0:2:0") || l.contains("[sd"))
+        {
+            println!("dmesg: {l}");
+        }
+    }
     mgr.stop().await?;
     ensure!(gone.metadata.name == name, "unplugged spare renamed");
     ensure!(
