@@ -252,6 +252,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn create_snapshot(&self, spec: &SnapshotSpec) -> BackendResult<()>;
     /// Ask for deletion of a snapshot. Idempotent.
     async fn delete_snapshot(&self, id: &str) -> BackendResult<()>;
+
+    /// Wait until the volume or snapshot `id` may have changed; callers re-read afterwards.
+    /// `poll` is the caller's polling interval. The default just sleeps that long; a
+    /// backend with change notifications wakes early on a change and may poll less often.
+    async fn changed(&self, id: &str, poll: std::time::Duration) {
+        let _ = id;
+        tokio::time::sleep(poll).await;
+    }
 }
 
 #[cfg(test)]

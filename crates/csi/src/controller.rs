@@ -362,7 +362,7 @@ impl ControllerService {
                     ),
                 });
             }
-            tokio::time::sleep(self.cfg.poll_interval).await;
+            self.backend.changed(id, self.cfg.poll_interval).await;
         }
     }
 
@@ -1140,7 +1140,11 @@ impl ControllerService {
                         reason: format!("snapshot {:?} is not ready yet; retry", req.name),
                     });
                 }
-                _ => tokio::time::sleep(self.cfg.poll_interval).await,
+                _ => {
+                    self.backend
+                        .changed(&req.name, self.cfg.poll_interval)
+                        .await
+                }
             }
         }
     }
@@ -1180,7 +1184,9 @@ impl ControllerService {
                     ),
                 });
             }
-            tokio::time::sleep(self.cfg.poll_interval).await;
+            self.backend
+                .changed(&req.snapshot_id, self.cfg.poll_interval)
+                .await;
         }
         Ok(DeleteSnapshotResponse {})
     }

@@ -106,6 +106,68 @@ pub struct LvmStoreBackend {
     store: Store,
     /// Replica list shared by callers that wait on pending volumes (see `replicas_for`).
     pending_cache: Arc<tokio::sync::Mutex<Option<ReplicaListing>>>,
+    feed: Arc<tokio::sync::OnceCell<ChangeFeed>>,
+}
+
+/// Wakes the waiters of one volume or snapshot when an object about it changes: one
+/// background task per watched kind; tasks end when the last backend clone is dropped.
+#[derive(Debug, Default)]
+struct ChangeFeed {
+    waiters: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ChangeFeed {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl ChangeFeed {
+    /// Start watching kind `K`; `keys` names the volumes/snapshots an object is about.
+    fn watch<K: Object>(&mut self, store: &Store, keys: fn(&K) -> Vec<String>) {
+        let waiters = self.waiters.clone();
+        let objects = store.all::<K>();
+        self.tasks.push(tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                match objects.watch(&Selector::default(), "").await {
+                    Ok(mut events) => {
+                        while let Some(ev) = events.next().await {
+                            let Ok(ev) = ev else { break };
+                            let w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+                            for k in keys(ev.object()) {
+                                if let Some(n) = w.get(&k) {
+                                    n.notify_waiters();
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "CSI change feed: watch failed; retrying")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+
+    async fn changed(&self, id: &str, poll: Duration) {
+        let n = {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            w.entry(id.to_string()).or_default().clone()
+        };
+        // An event can slip in between the caller's read and this registration, so the
+        // caller's polling interval still bounds the wait; events only shorten it.
+        let _ = tokio::time::timeout(poll, n.notified()).await;
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the entry when no other waiter holds it (map + this clone).
+        if w.get(id).is_some_and(|x| Arc::strong_count(x) <= 2) {
+            w.remove(id);
+        }
+    }
 }
 
 /// A replica listing and when it was taken.
@@ -119,6 +181,7 @@ impl LvmStoreBackend {
         LvmStoreBackend {
             store,
             pending_cache: Default::default(),
+            feed: Default::default(),
         }
     }
 
@@ -619,17 +682,38 @@ impl Backend for LvmStoreBackend {
             Err(e) => Err(err(e)),
         }
     }
+
+    async fn changed(&self, id: &str, poll: Duration) {
+        let feed = self
+            .feed
+            .get_or_init(|| async {
+                let mut f = ChangeFeed::default();
+                f.watch::<LocalVolume>(&self.store, |o| vec![name_of(o)]);
+                f.watch::<LocalVolumeReplica>(&self.store, |o| vec![o.spec.volume_name.clone()]);
+                f.watch::<LocalVolumeSnapshot>(&self.store, |o| vec![name_of(o)]);
+                f.watch::<LocalVolumeSnapshotRestore>(&self.store, |o| {
+                    vec![o.spec.target_volume.clone()]
+                });
+                f
+            })
+            .await;
+        feed.changed(id, poll).await;
+    }
 }
 
 /// The `disk.hwameistor.io` backend.
 #[derive(Clone, Debug)]
 pub struct DiskStoreBackend {
     store: Store,
+    feed: Arc<tokio::sync::OnceCell<ChangeFeed>>,
 }
 
 impl DiskStoreBackend {
     pub fn new(store: Store) -> Self {
-        DiskStoreBackend { store }
+        DiskStoreBackend {
+            store,
+            feed: Default::default(),
+        }
     }
 
     fn record(v: &LocalDiskVolume) -> VolumeRecord {
@@ -855,5 +939,17 @@ impl Backend for DiskStoreBackend {
 
     async fn delete_snapshot(&self, _id: &str) -> BackendResult<()> {
         Err(Self::unsupported("snapshots"))
+    }
+
+    async fn changed(&self, id: &str, poll: Duration) {
+        let feed = self
+            .feed
+            .get_or_init(|| async {
+                let mut f = ChangeFeed::default();
+                f.watch::<LocalDiskVolume>(&self.store, |o| vec![name_of(o)]);
+                f
+            })
+            .await;
+        feed.changed(id, poll).await;
     }
 }

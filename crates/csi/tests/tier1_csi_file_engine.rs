@@ -3,7 +3,8 @@
 //! `file` engine on a loop-backed disk: claim → pool → GetCapacity → CreateVolume (Ready on
 //! a real loop device) → ControllerPublish → NodePublish (mkfs xfs + mount) → write →
 //! ControllerExpand + NodeExpand (online xfs grow) → stats → unpublish → DeleteVolume, plus
-//! the CreateVolume→Ready latency of 20 concurrent volumes (printed, not asserted).
+//! the CreateVolume→Ready latency of 20 (or `$CSI_E2E_BENCH_COUNT`) concurrent volumes
+//! (printed, not asserted).
 //!
 //! Everything lives under `/tmp/hwameistor-t1-csi-<pid>`; a Drop guard unmounts and detaches
 //! everything below it, even when the test fails.
@@ -400,10 +401,14 @@ async fn csi_end_to_end_on_the_file_engine() {
             .is_none()
     );
 
-    // Figure: 20 volumes created concurrently.
+    // Figure: N volumes created concurrently (N = $CSI_E2E_BENCH_COUNT, default 20).
+    let n: usize = std::env::var("CSI_E2E_BENCH_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let start = Instant::now();
     let mut tasks = vec![];
-    for i in 0..20 {
+    for i in 0..n {
         let mut cc = c.controller.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
@@ -418,14 +423,14 @@ async fn csi_end_to_end_on_the_file_engine() {
     }
     lat.sort();
     eprintln!(
-        "20 concurrent CreateVolume(16Mi) -> Ready: p50 {:.3}s p99 {:.3}s, wall {:.3}s",
-        lat[9].as_secs_f64(),
-        lat[19].as_secs_f64(),
+        "{n} concurrent CreateVolume(16Mi) -> Ready: p50 {:.3}s p99 {:.3}s, wall {:.3}s",
+        lat[(n - 1) / 2].as_secs_f64(),
+        lat[((n - 1) as f64 * 0.99).round() as usize].as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
     let start = Instant::now();
     let mut tasks = vec![];
-    for i in 0..20 {
+    for i in 0..n {
         let mut cc = c.controller.clone();
         tasks.push(tokio::spawn(async move {
             cc.delete_volume(DeleteVolumeRequest {
@@ -439,7 +444,7 @@ async fn csi_end_to_end_on_the_file_engine() {
         t.await.unwrap().expect("delete");
     }
     eprintln!(
-        "deleted 20 volumes in {:.3}s",
+        "deleted {n} volumes in {:.3}s",
         start.elapsed().as_secs_f64()
     );
 
