@@ -155,8 +155,10 @@ async fn fio(r: &dyn Runner, args: &Args, dev: &Path, w: &Workload) -> Result<f6
         ])
         .timeout(Duration::from_secs(args.runtime * 3 + 300));
     let out = r.run(&cmd).await?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out.stdout).context("parsing fio JSON output")?;
+    // fio may print notes before the JSON document.
+    let json = out.stdout.find('{').map_or("", |i| &out.stdout[i..]);
+    let v: serde_json::Value = serde_json::from_str(json)
+        .with_context(|| format!("parsing fio JSON output: {}", out.stdout))?;
     let job = &v["jobs"][0][if w.read { "read" } else { "write" }];
     let key = if w.iops { "iops" } else { "bw_bytes" };
     job[key]
