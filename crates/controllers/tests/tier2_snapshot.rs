@@ -180,16 +180,20 @@ async fn lvm_snapshots_invalid_restore_and_rollback_through_the_reconcilers() ->
         store.clone(),
         shutdown.clone(),
     ));
+    // Every LVM command is slow under TCG: poll the host gently.
+    let mut acfg = agent_cfg(&node);
+    acfg.sync_interval = Duration::from_secs(5);
+    acfg.resync_interval = Duration::from_secs(30);
     tokio::spawn(volume::run_node_agent(
-        agent_cfg(&node),
+        acfg,
         store.clone(),
         engine.clone(),
         TokioRunner::shared(),
         shutdown.clone(),
     ));
     let mut ncfg = SnapshotNodeConfig::new(&node);
-    ncfg.resync_interval = Duration::from_secs(1);
-    ncfg.merge_poll_interval = Duration::from_millis(300);
+    ncfg.resync_interval = Duration::from_secs(3);
+    ncfg.merge_poll_interval = Duration::from_secs(1);
     tokio::spawn(snapshot::run_snapshot_node(
         ncfg,
         store.clone(),
