@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail, ensure};
 use hwameistor_api::LocalDisk;
 use hwameistor_controllers::disk::{self, DiskClusterConfig, DiskNodeConfig};
 use hwameistor_core::types::LocalDiskState;
+use hwameistor_disk::{Discoverer, DiscoveryConfig, DiscoverySource};
 use hwameistor_exec::{Cmd, Runner, TokioRunner};
 use hwameistor_store::{EmbeddedStore, Store};
 use hwameistor_vmtests::{DiskKind, Guest};
@@ -511,6 +512,25 @@ async fn hot_plug_and_unplug_are_seen_within_2s() -> Result<()> {
         since(t_seen, kernel.appeared()),
     );
     let name = ld.metadata.name.clone();
+    // what one discovery scan costs here (fresh probe cache = every disk probed, then
+    // cached): tells a slow pass apart from a late trigger when the bound is missed
+    let discoverer = Discoverer::new(
+        DiscoveryConfig {
+            node_name: guest.hostname.clone(),
+            roots: Default::default(),
+            include_loop: false,
+        },
+        TokioRunner::shared(),
+    );
+    let t = Instant::now();
+    let n = discoverer.scan().await?.len();
+    let cold = t.elapsed();
+    let t = Instant::now();
+    discoverer.scan().await?;
+    println!(
+        "one discovery scan of {n} disks: {cold:?} cold, {:?} cached",
+        t.elapsed()
+    );
 
     // hot-unplug
     let t_req = Instant::now();
