@@ -63,6 +63,9 @@ pub struct StandaloneArgs {
     /// Storage IP of this node (LocalStorageNode spec.storageIP).
     #[arg(long)]
     pub storage_ip: Option<String>,
+    /// Directory of the two CSI sockets (`lvm.sock`, `disk.sock`); default <data-dir>/csi.
+    #[arg(long)]
+    pub csi_dir: Option<PathBuf>,
     /// Name of this node in the objects (LocalDisk.spec.nodeName, LocalStorageNode name).
     #[arg(long, env = "NODENAME")]
     pub node_name: Option<String>,
@@ -97,8 +100,9 @@ pub struct ComponentCtx {
 /// stopping before the shutdown signal, stops the whole server (exit code 1).
 ///
 /// Wired today: the disk manager (node and cluster side), the volume node agent with the
-/// engine chosen for this host, and the volume cluster controllers. Not yet: the CSI
-/// sockets (issue 6).
+/// engine chosen for this host (with a cgroup IO throttler for volumeQoS), the volume
+/// cluster controllers, the snapshot controllers, and both CSI drivers on unix sockets under
+/// `--csi-dir` (default `<data-dir>/csi`; named in server.json under `"csi"`).
 async fn components(
     ctx: &ComponentCtx,
     args: &StandaloneArgs,
@@ -175,12 +179,24 @@ async fn components(
 
     let mut agent = volume::NodeAgentConfig::new(ctx.node_name.clone());
     agent.storage_ip = args.storage_ip.clone();
+    // spec.volumeQoS: limits go into a cgroup of our own (v1 blkio or v2 io, whichever
+    // this host has); without cgroups the agent reports QoS as not enforced.
+    match hwameistor_engine::qos::Throttler::named(Path::new("/sys/fs/cgroup"), "hwameistor") {
+        Ok(t) => {
+            tracing::info!(cgroup = %t.dir.display(), "volumeQoS throttler ready");
+            agent.throttler = Some(t);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no cgroup IO throttler; volumeQoS will not be enforced")
+        }
+    }
     let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
     let e = engine.clone();
+    let r = runner.clone();
     set.spawn(async move {
         (
             "node agent",
-            volume::run_node_agent(agent, store, e, runner, stop)
+            volume::run_node_agent(agent, store, e, r, stop)
                 .await
                 .map_err(Into::into),
         )
@@ -195,7 +211,36 @@ async fn components(
                 .map_err(Into::into),
         )
     });
+    // The two CSI drivers on unix sockets (hwameictl volume mount|unmount use them).
+    let ops: std::sync::Arc<dyn hwameistor_csi::NodeOps> =
+        std::sync::Arc::new(hwameistor_csi::HostNodeOps::new(runner));
+    let csi_dir = csi_dir(args, &ctx.data_dir);
+    for driver in [hwameistor_csi::Driver::Lvm, hwameistor_csi::Driver::Disk] {
+        let (sock, state) = match driver {
+            hwameistor_csi::Driver::Lvm => ("lvm.sock", "lvm-state"),
+            hwameistor_csi::Driver::Disk => ("disk.sock", "disk-state"),
+        };
+        let mut cfg = hwameistor_csi::CsiConfig::new(csi_dir.join(sock), ctx.node_name.clone());
+        cfg.state_dir = Some(csi_dir.join(state));
+        let (store, stop, ops) = (ctx.store.clone(), ctx.shutdown.clone(), ops.clone());
+        set.spawn(async move {
+            let res = match driver {
+                hwameistor_csi::Driver::Lvm => {
+                    hwameistor_csi::serve_lvm(cfg, store, ops, stop).await
+                }
+                hwameistor_csi::Driver::Disk => {
+                    hwameistor_csi::serve_disk(cfg, store, ops, stop).await
+                }
+            };
+            (driver.name(), res.map_err(Into::into))
+        });
+    }
     Ok(Some(engine))
+}
+
+/// Where the CSI sockets live: `--csi-dir`, else `<data-dir>/csi`.
+fn csi_dir(args: &StandaloneArgs, data_dir: &Path) -> PathBuf {
+    args.csi_dir.clone().unwrap_or_else(|| data_dir.join("csi"))
 }
 
 fn node_name(arg: Option<String>) -> String {
@@ -209,10 +254,21 @@ fn node_name(arg: Option<String>) -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn write_server_file(dir: &Path, url: &str, listen: SocketAddr) -> anyhow::Result<PathBuf> {
+fn write_server_file(
+    dir: &Path,
+    url: &str,
+    listen: SocketAddr,
+    csi: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join(SERVER_FILE);
     let tmp = dir.join(format!("{SERVER_FILE}.tmp"));
-    let body = json!({"url": url, "listen": listen.to_string(), "pid": std::process::id()});
+    let mut body = json!({"url": url, "listen": listen.to_string(), "pid": std::process::id()});
+    if let Some(csi) = csi {
+        body["csi"] = json!({
+            "lvm.hwameistor.io": csi.join("lvm.sock").display().to_string(),
+            "disk.hwameistor.io": csi.join("disk.sock").display().to_string(),
+        });
+    }
     std::fs::write(&tmp, format!("{body:#}\n"))
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path)
@@ -313,7 +369,8 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         });
     }
 
-    let server_file = write_server_file(&dir, &url, local)?;
+    let csi = (!args.api_only).then(|| csi_dir(&args, &dir));
+    let server_file = write_server_file(&dir, &url, local, csi.as_deref())?;
     tracing::info!(%url, node = %ctx.node_name, data_dir = %dir.display(), "hwameistor standalone ready");
     let api = tokio::spawn(hwameistor_http::serve(listener, app, shutdown.clone()));
 

@@ -22,7 +22,10 @@
 //! - `disk list | get <disk>|<node> <devPath> | reserve … | unreserve … | owner … <owner>`.
 //! - `pool list`: every node's LVM pools.
 //! - `volume list | get <v> | create <v> --size 1Gi [--param k=v]… [--node n] | delete <v>
-//!   | expand <v> <size> | replicas <v>`.
+//!   | expand <v> <size> | replicas <v> | mount <v> <dir> [--fs-type xfs|ext4] [--block]
+//!   | unmount <v> <dir>`. `mount`/`unmount` talk CSI (ControllerPublish + NodePublish,
+//!   NodeUnpublish + ControllerUnpublish) to the socket named in server.json's `csi` map
+//!   (`--csi-socket` overrides), as kubelet would; the volume must be Ready.
 //! - `cluster event`: Event objects.
 //! - `snapshot create|list|get|delete|restore|rollback`, `volume clone`: see [`snapshot`].
 //!
@@ -94,6 +97,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("rendering YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    /// A CSI call (volume mount/unmount) failed.
+    #[error("{reason}")]
+    Csi { reason: String },
 }
 
 /// Result with the CLI's [`Error`].
@@ -248,6 +254,63 @@ pub enum VolumeCmd {
     Replicas { volume: String },
     /// Copy a volume into a new one (same size or larger).
     Clone(snapshot::CloneArgs),
+    /// Mount a volume at a directory on this host through the CSI node service of the
+    /// standalone server (ControllerPublish + NodePublish).
+    Mount(MountArgs),
+    /// Undo `volume mount` (NodeUnpublish + ControllerUnpublish).
+    Unmount(UnmountArgs),
+}
+
+/// Which CSI driver a volume belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CsiDriver {
+    /// lvm.hwameistor.io (LocalVolume)
+    Lvm,
+    /// disk.hwameistor.io (LocalDiskVolume)
+    Disk,
+}
+
+impl CsiDriver {
+    fn name(self) -> &'static str {
+        match self {
+            CsiDriver::Lvm => "lvm.hwameistor.io",
+            CsiDriver::Disk => "disk.hwameistor.io",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    pub volume: String,
+    /// Directory to mount at (with --block: the file the device is bound to).
+    pub target: PathBuf,
+    /// Filesystem to create on first use (the driver's default, ext4, when absent).
+    #[arg(long, value_parser = ["xfs", "ext4"], conflicts_with = "block")]
+    pub fs_type: Option<String>,
+    /// Bind the raw block device at TARGET instead of mounting a filesystem.
+    #[arg(long)]
+    pub block: bool,
+    /// Mount read-only.
+    #[arg(long)]
+    pub readonly: bool,
+    /// CSI driver of the volume.
+    #[arg(long, value_enum, default_value_t = CsiDriver::Lvm)]
+    pub driver: CsiDriver,
+    /// CSI socket (default: from <data-dir>/server.json).
+    #[arg(long)]
+    pub csi_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    pub volume: String,
+    pub target: PathBuf,
+    /// CSI driver of the volume.
+    #[arg(long, value_enum, default_value_t = CsiDriver::Lvm)]
+    pub driver: CsiDriver,
+    /// CSI socket (default: from <data-dir>/server.json).
+    #[arg(long)]
+    pub csi_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +329,91 @@ fn parse_param(s: &str) -> std::result::Result<(String, String), String> {
 #[derive(Deserialize)]
 struct ServerFile {
     url: String,
+    #[serde(default)]
+    csi: BTreeMap<String, PathBuf>,
+}
+
+/// The CSI socket of `driver`: `--csi-socket`, else `<data-dir>/server.json`'s `csi` map.
+pub fn csi_socket(
+    flag: Option<&Path>,
+    data_dir: Option<&Path>,
+    driver: CsiDriver,
+) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let path = data_dir
+        .unwrap_or(Path::new(DEFAULT_DATA_DIR))
+        .join(SERVER_FILE);
+    let no = |reason: String| Error::NoServer {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| no(e.to_string()))?;
+    let f: ServerFile = serde_json::from_str(&text).map_err(|e| no(e.to_string()))?;
+    f.csi.get(driver.name()).cloned().ok_or_else(|| {
+        no(format!(
+            "names no CSI socket for {} (server started with --api-only?)",
+            driver.name()
+        ))
+    })
+}
+
+fn csi_error(e: hwameistor_csi::client::ClientError) -> Error {
+    use hwameistor_csi::client::ClientError as C;
+    match e {
+        C::Rpc { rpc, status } if status.code() == tonic::Code::NotFound => Error::NotFound {
+            description: format!("{rpc}: {}", status.message()),
+        },
+        C::Rpc { rpc, status } => Error::Csi {
+            reason: format!("{rpc} failed ({:?}): {}", status.code(), status.message()),
+        },
+        e @ C::Connect { .. } => Error::Csi {
+            reason: format!("{e} (is `hwameistor standalone` running?)"),
+        },
+    }
+}
+
+async fn mount(cli: &Cli, io: &mut Io<'_>, a: &MountArgs) -> Result<()> {
+    use hwameistor_csi::client::MountKind;
+    let sock = csi_socket(a.csi_socket.as_deref(), cli.data_dir.as_deref(), a.driver)?;
+    let kind = if a.block {
+        MountKind::Block
+    } else {
+        MountKind::Filesystem {
+            fs_type: a.fs_type.clone().unwrap_or_default(),
+        }
+    };
+    let target = std::path::absolute(&a.target)?;
+    let mut c = hwameistor_csi::client::connect(&sock)
+        .await
+        .map_err(csi_error)?;
+    c.mount(&a.volume, &target, kind, a.readonly)
+        .await
+        .map_err(csi_error)?;
+    Ok(writeln!(
+        io.out,
+        "volume {} mounted at {}",
+        a.volume,
+        target.display()
+    )?)
+}
+
+async fn unmount(cli: &Cli, io: &mut Io<'_>, a: &UnmountArgs) -> Result<()> {
+    let sock = csi_socket(a.csi_socket.as_deref(), cli.data_dir.as_deref(), a.driver)?;
+    let target = std::path::absolute(&a.target)?;
+    let mut c = hwameistor_csi::client::connect(&sock)
+        .await
+        .map_err(csi_error)?;
+    c.unmount(&a.volume, &target, true)
+        .await
+        .map_err(csi_error)?;
+    Ok(writeln!(
+        io.out,
+        "volume {} unmounted from {}",
+        a.volume,
+        target.display()
+    )?)
 }
 
 /// The API server URL from the flags: `--server`, else `<data-dir>/server.json`.
@@ -635,6 +783,11 @@ async fn set_reserved(
 
 /// Run one parsed command against the server.
 pub async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<()> {
+    match &cli.command {
+        Command::Volume(VolumeCmd::Mount(a)) => return mount(cli, io, a).await,
+        Command::Volume(VolumeCmd::Unmount(a)) => return unmount(cli, io, a).await,
+        _ => {}
+    }
     let url = server_url(cli.server.as_deref(), cli.data_dir.as_deref())?;
     let client = Client::new(
         url,
@@ -755,6 +908,9 @@ pub async fn run_with(client: &Client, cli: &Cli, io: &mut Io<'_>) -> Result<()>
         }
         Command::Snapshot(c) => snapshot::run(client, io, c, o).await,
         Command::Volume(VolumeCmd::Clone(a)) => snapshot::clone(client, io, a, o).await,
+        Command::Volume(VolumeCmd::Mount(_) | VolumeCmd::Unmount(_)) => Err(Error::Usage(
+            "volume mount/unmount talk to the CSI socket, not the REST API".into(),
+        )),
         Command::Volume(VolumeCmd::List) => get_objects(client, io, "lv", None, None, o).await,
         Command::Volume(VolumeCmd::Get { volume }) => {
             get_objects(client, io, "lv", Some(volume), None, o).await
