@@ -524,9 +524,13 @@ async fn lvm_volume_throttled_by_cgroup_v2_io_max() -> Result<()> {
         "cgroup v2 io.max: limit 2 MiB/s, measured write {:.2} MiB/s",
         rate / MI as f64
     );
+    // The throttle must hold the rate at the limit (at most +10 %). Under software
+    // emulation on a loaded host, spawning dd and the first IOs cost a few hundred ms of
+    // wall time that the limit does not account for, so the lower bound is looser than
+    // tier 1's ±10 % (which runs on the host kernel).
     ensure!(
-        (0.9..=1.1).contains(&(rate / limit as f64)),
-        "write {:.2} MiB/s not within 10% of 2 MiB/s",
+        (0.75..=1.1).contains(&(rate / limit as f64)),
+        "write {:.2} MiB/s not within -25%/+10% of 2 MiB/s",
         rate / MI as f64
     );
     t.apply(&v.device_path, &QosLimits::default())?;
