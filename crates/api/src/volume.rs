@@ -116,6 +116,9 @@ pub struct LocalVolumeSpec {
     /// Thin LV in the pool's `LocalStorage_ThinPool`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub thin: bool,
+    /// Stripe the LV across every PV of the pool's VG (StorageClass `striped: "true"`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub striped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thin_origin: Option<ThinOrigin>,
     /// Set to request deletion (also used for manual reclaim of Retained volumes).
@@ -242,6 +245,9 @@ pub struct LocalVolumeReplicaSpec {
     pub volume_encrypt: Option<VolumeEncrypt>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub thin: bool,
+    /// Stripe the LV across every PV of the pool's VG (copied from the LocalVolume).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub striped: bool,
     /// Origin LV of a thin clone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thin_origin_volume: Option<String>,

@@ -164,7 +164,7 @@ fn volume_like(source: &Value, name: &str, size: Option<u64>, content: String) -
         "replicaNumber": i64_at(source, "/spec/replicaNumber").max(1),
         "accessibility": {"nodes": nodes},
     });
-    for k in ["volumeQoS", "volumeEncrypt", "convertible"] {
+    for k in ["volumeQoS", "volumeEncrypt", "convertible", "striped"] {
         if let Some(x) = source.pointer(&format!("/spec/{k}")) {
             spec[k] = x.clone();
         }

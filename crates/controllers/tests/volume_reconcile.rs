@@ -770,3 +770,72 @@ async fn replicas_of_a_vanished_volume_are_removed() -> anyhow::Result<()> {
     assert!(engine.volume_names().is_empty());
     Ok(())
 }
+
+/// A striped LocalVolume: the replica carries `striped`, and the engine is asked to stripe
+/// (lvm); on the file engine the volume is created linear and the replica says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn striped_volume_reaches_the_engine() -> anyhow::Result<()> {
+    use hwameistor_controllers::volume::replica::CONDITION_STRIPED;
+    let (_dir, store) = temp_store();
+    let lvm = Arc::new(FakeEngine::new(10 * GIB));
+    lvm.as_lvm.store(true, Ordering::SeqCst);
+    let file = Arc::new(FakeEngine::new(10 * GIB));
+    let run = start(&store, &[("n1", lvm.clone()), ("n2", file.clone())]);
+    claim_disks(&store, "n1-hdd-claim", "n1", &["/dev/sdb", "/dev/sdc"]).await?;
+    claim_disks(&store, "n2-hdd-claim", "n2", &["/dev/sdb", "/dev/sdc"]).await?;
+    wait_pool(&store, "n1").await;
+    wait_pool(&store, "n2").await;
+
+    for (name, node) in [("pvc-s1", "n1"), ("pvc-s2", "n2")] {
+        let mut lv = volume(name, GIB);
+        lv.spec.striped = true;
+        lv.spec.accessibility.nodes = vec![node.to_owned()];
+        store.all::<LocalVolume>().create(&lv).await?;
+    }
+    for name in ["pvc-s1", "pvc-s2"] {
+        wait_for(30, "striped volume ready", || async {
+            lv_state(&store, name)
+                .await?
+                .status
+                .filter(|s| s.state == VolumeState::Ready)
+        })
+        .await;
+    }
+    let r1 = replicas_of(&store, "pvc-s1").await;
+    assert_eq!(r1.len(), 1);
+    assert!(r1[0].spec.striped, "replica spec carries striped");
+    assert_eq!(r1[0].spec.node_name, "n1");
+    let opts = lvm.create_opts.lock().unwrap().clone();
+    assert_eq!(opts.len(), 1);
+    assert_eq!(opts[0].0, "pvc-s1");
+    assert!(opts[0].1.striped, "lvm engine asked to stripe");
+    assert!(
+        r1[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.type_ != CONDITION_STRIPED)
+    );
+
+    // File engine: created linear, and the replica says why.
+    let r2 = replicas_of(&store, "pvc-s2").await;
+    assert!(r2[0].spec.striped);
+    let opts = file.create_opts.lock().unwrap().clone();
+    assert_eq!(opts.len(), 1);
+    assert!(!opts[0].1.striped, "file engine gets a linear request");
+    let cond = r2[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_STRIPED)
+        .cloned()
+        .expect("Striped condition on the file-engine replica");
+    assert_eq!(cond.status, "False");
+    assert_eq!(cond.reason, "StripingUnavailable");
+    run.stop().await;
+    Ok(())
+}

@@ -363,6 +363,10 @@ pub struct LvmParams {
     pub convertible: bool,
     /// Thin volume in the pool's thin pool.
     pub thin: bool,
+    /// Stripe the volume across every disk of the pool (LVM `-i <#PVs>`; linear when the
+    /// pool has one disk). The file engine cannot stripe and creates such volumes linear,
+    /// saying so on the replica.
+    pub striped: bool,
     /// Filesystem for filesystem volumes; `None` = the node's default.
     pub fs_type: Option<String>,
     /// IOPS limit (read and write each).
@@ -430,14 +434,16 @@ impl LvmParams {
                 reason: "thin volumes cannot be converted to HA".into(),
             });
         }
-        if let Some(v) = p.remove(keys::STRIPED)
-            && parse_bool(keys::STRIPED, &v)?
-        {
-            return Err(ParamError::unsupported(
-                keys::STRIPED,
-                &v,
-                "volumes are allocated linearly (one stripe); use \"false\" or omit it",
-            ));
+        let striped = match p.remove(keys::STRIPED) {
+            None => false,
+            Some(v) => parse_bool(keys::STRIPED, &v)?,
+        };
+        if striped && thin {
+            return Err(ParamError::Conflict {
+                param: keys::STRIPED.into(),
+                other: keys::THIN.into(),
+                reason: "thin volumes live in the pool's thin pool and cannot be striped".into(),
+            });
         }
         if let Some(v) = p.remove(keys::VOLUME_KIND)
             && !v.trim().eq_ignore_ascii_case("LVM")
@@ -510,6 +516,7 @@ impl LvmParams {
             replica_number,
             convertible,
             thin,
+            striped,
             fs_type,
             iops,
             throughput,
@@ -708,7 +715,7 @@ mod tests {
         let p = lvm(&[]).unwrap();
         assert_eq!(p.pool_class, PoolClass::HDD);
         assert_eq!(p.replica_number, 1);
-        assert!(!p.convertible && !p.thin);
+        assert!(!p.convertible && !p.thin && !p.striped);
         assert_eq!(p.fs_type, None);
 
         let p = LvmParams::parse(&map(&[
@@ -753,6 +760,19 @@ mod tests {
     }
 
     #[test]
+    fn striped_volume() {
+        // The original's default Helm StorageClass sets `striped: "true"`.
+        let p = lvm(&[("striped", "true"), ("replicaNumber", "2")]).unwrap();
+        assert!(p.striped);
+        assert!(!lvm(&[("striped", "False")]).unwrap().striped);
+        err_names(
+            lvm(&[("striped", "true"), ("thin", "true")]).unwrap_err(),
+            "striped",
+        );
+        err_names(lvm(&[("striped", "yes")]).unwrap_err(), "striped");
+    }
+
+    #[test]
     fn thin_volume() {
         let p = lvm(&[("thin", "true")]).unwrap();
         assert!(p.thin);
@@ -782,7 +802,6 @@ mod tests {
             ("replicaNumber", "3"),
             ("replicaNumber", "two"),
             ("convertible", "maybe"),
-            ("striped", "true"),
             ("striped", "sometimes"),
             ("volumeKind", "ZFS"),
             ("poolType", "FAST"),

@@ -223,6 +223,7 @@ impl LvmStoreBackend {
             replica_number: s.replica_number.clamp(1, 255) as u8,
             convertible: s.convertible,
             thin: s.thin,
+            striped: s.striped,
             fs_type: None,
             iops: q(&qos.iops),
             throughput: q(&qos.throughput),
@@ -455,6 +456,7 @@ impl Backend for LvmStoreBackend {
                 pvc_namespace: p.pvc.namespace.clone().unwrap_or_default(),
                 pvc_name: p.pvc.name.clone().unwrap_or_default(),
                 thin: p.thin,
+                striped: p.striped,
                 ..Default::default()
             },
             status: None,

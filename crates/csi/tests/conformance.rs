@@ -318,7 +318,7 @@ async fn create_volume_failures() {
     for (k, v) in [
         ("poolClass", "SATA"),
         ("replicaNumber", "9"),
-        ("striped", "true"),
+        ("striped", "sometimes"),
         ("bogus", "1"),
         ("encryptType", "AES"),
     ] {

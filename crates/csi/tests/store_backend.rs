@@ -321,6 +321,8 @@ fn create(name: &str, bytes: i64) -> CreateVolumeRequest {
         parameters: [
             ("poolClass", "HDD"),
             ("provision-iops-on-creation", "100"),
+            // The original's default Helm StorageClass sets it.
+            ("striped", "true"),
             ("csi.storage.k8s.io/pvc/name", "data"),
             ("csi.storage.k8s.io/pvc/namespace", "default"),
         ]
@@ -358,6 +360,7 @@ async fn lvm_volume_lifecycle_through_objects() {
     assert_eq!(lv.spec.accessibility.nodes, ["node1"]);
     assert_eq!(lv.spec.pvc_name, "data");
     assert_eq!(lv.spec.volume_qos.as_ref().unwrap().iops, "100");
+    assert!(lv.spec.striped, "striped reaches the LocalVolume");
     // Idempotent over the stored object; incompatible = ALREADY_EXISTS.
     let again = e
         .lvm

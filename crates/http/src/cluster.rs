@@ -181,6 +181,9 @@ pub(crate) fn volume_object(req: &CreateVolume, p: &LvmParams, bytes: u64) -> Re
     if p.thin {
         spec["thin"] = json!(true);
     }
+    if p.striped {
+        spec["striped"] = json!(true);
+    }
     if p.iops.is_some() || p.throughput.is_some() {
         spec["volumeQoS"] = json!({
             "iops": p.iops.map(|v| v.to_string()).unwrap_or_default(),
@@ -570,6 +573,11 @@ mod tests {
         assert_eq!(o["spec"]["replicaNumber"], json!(1));
         assert_eq!(o["spec"]["accessibility"]["nodes"], json!(["n1"]));
         assert_eq!(o["spec"]["volumeQoS"]["iops"], json!("100"));
+        assert!(o["spec"].get("striped").is_none());
+        m.insert("striped".into(), "true".into());
+        let p = LvmParams::parse(&m).unwrap();
+        let o = volume_object(&req, &p, 1 << 30).unwrap();
+        assert_eq!(o["spec"]["striped"], json!(true));
         m.insert("csi.storage.k8s.io/fstype".into(), "xfs".into());
         let p = LvmParams::parse(&m).unwrap();
         assert!(volume_object(&req, &p, 1 << 30).is_err());

@@ -146,6 +146,7 @@ fn volume_like(
             pool_name: source.spec.pool_name.clone(),
             replica_number: source.spec.replica_number,
             convertible: source.spec.convertible,
+            striped: source.spec.striped,
             accessibility: VolumeAccessibility {
                 nodes,
                 ..source.spec.accessibility.clone()

@@ -289,6 +289,7 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
                             volume_qos: lv.spec.volume_qos.clone(),
                             volume_encrypt: lv.spec.volume_encrypt.clone(),
                             thin: lv.spec.thin,
+                            striped: lv.spec.striped,
                             thin_origin_volume: None,
                             delete: false,
                         },

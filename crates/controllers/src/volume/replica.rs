@@ -14,8 +14,8 @@ use hwameistor_api::{LocalVolume, LocalVolumeReplica, VolumeQoS};
 use hwameistor_core::params::parse_quantity;
 use hwameistor_core::types::ReplicaState;
 use hwameistor_core::volume::{DeviceObservation, ReplicaStep, ReplicaView, replica_step};
-use hwameistor_engine::VolumeOptions;
 use hwameistor_engine::qos::QosLimits;
+use hwameistor_engine::{EngineKind, VolumeOptions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
@@ -203,8 +203,11 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 )?;
             }
             ReplicaStep::CreateDevice { size_bytes } => {
+                // The file engine keeps a volume on one disk: a striped request is created
+                // linear there, and the replica says so (condition `Striped`=False).
+                let linear_instead = r.spec.striped && ctx.engine.kind() == EngineKind::File;
                 let opts = VolumeOptions {
-                    striped: false,
+                    striped: r.spec.striped && !linear_instead,
                     thin: r.spec.thin,
                 };
                 if let Err(e) = ctx
@@ -224,7 +227,23 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     return Err(engine_err("create")(e));
                 }
                 ctx.pools_changed.notify_one();
-                tracing::info!(replica = %name, %pool, %volume, size_bytes, "volume created");
+                tracing::info!(replica = %name, %pool, %volume, size_bytes, striped = opts.striped, "volume created");
+                if linear_instead {
+                    tracing::warn!(replica = %name, %pool, %volume, "striping was requested but the file engine cannot stripe; the volume was created linear");
+                    let conds = with_condition(
+                        &status.conditions,
+                        condition(
+                            CONDITION_STRIPED,
+                            false,
+                            "StripingUnavailable",
+                            "striping was requested, but the file engine cannot stripe (a file volume lives on one disk); the volume was created linear".into(),
+                        ),
+                    );
+                    replicas
+                        .patch_status(&name, &json!({"status": {"conditions": conds}}))
+                        .await
+                        .ctx("patch status", "LocalVolumeReplica", &name)?;
+                }
             }
             ReplicaStep::ExtendDevice { size_bytes } => {
                 ctx.engine
@@ -341,6 +360,10 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
     }
     Ok(Action::requeue(std::time::Duration::from_millis(100)))
 }
+
+/// Condition type set to False (reason `StripingUnavailable`) on a replica whose
+/// `spec.striped` could not be honoured because the node's engine cannot stripe.
+pub const CONDITION_STRIPED: &str = "Striped";
 
 /// Condition type reporting whether `spec.volumeQoS` is enforced.
 pub const CONDITION_QOS: &str = "QoS";

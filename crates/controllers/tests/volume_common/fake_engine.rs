@@ -33,6 +33,10 @@ pub struct FakeEngine {
     /// between the engine call and the status write).
     pub hang_after_create: Mutex<bool>,
     pub created: Notify,
+    /// Report `EngineKind::Lvm` instead of `EngineKind::File`.
+    pub as_lvm: std::sync::atomic::AtomicBool,
+    /// `(volume, options)` of every create_volume call, in order.
+    pub create_opts: Mutex<Vec<(String, VolumeOptions)>>,
 }
 
 impl FakeEngine {
@@ -117,7 +121,11 @@ fn failed(what: &str) -> Error {
 #[async_trait]
 impl VolumeEngine for FakeEngine {
     fn kind(&self) -> EngineKind {
-        EngineKind::File
+        if self.as_lvm.load(Ordering::SeqCst) {
+            EngineKind::Lvm
+        } else {
+            EngineKind::File
+        }
     }
 
     async fn ensure_pool(&self, pool: &str, disks: &[PathBuf]) -> Result<PoolInfo> {
@@ -159,8 +167,12 @@ impl VolumeEngine for FakeEngine {
         pool: &str,
         volume: &str,
         size_bytes: u64,
-        _opts: &VolumeOptions,
+        opts: &VolumeOptions,
     ) -> Result<VolumeInfo> {
+        self.create_opts
+            .lock()
+            .unwrap()
+            .push((volume.to_owned(), opts.clone()));
         let size = round_up_to_extent(size_bytes, 4 << 20);
         {
             let mut pools = self.pools.lock().unwrap();
