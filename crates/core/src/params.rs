@@ -511,6 +511,24 @@ impl LvmParams {
         };
         let pvc = PvcRef::take(&mut p)?;
         reject_unknown(&p, "lvm.hwameistor.io")?;
+        // Parsed and checked above so that a mistake is reported as such; refused here
+        // because the data path does not exist yet. Accepting them would silently give a
+        // thick volume, or worse, a volume written in plain text.
+        if thin {
+            return Err(ParamError::unsupported(
+                keys::THIN,
+                "true",
+                "thin volumes are not implemented yet: no node creates a thin pool",
+            ));
+        }
+        if let Some(e) = &encrypt {
+            return Err(ParamError::unsupported(
+                keys::ENCRYPT_SECRET,
+                &format!("{}/{}", e.secret_namespace, e.secret_name),
+                "volume encryption is not available yet: volumes are not opened through \
+                 LUKS on publish, so data would be stored in plain text",
+            ));
+        }
         Ok(LvmParams {
             pool_class,
             replica_number,
@@ -728,8 +746,6 @@ mod tests {
             ("csi.storage.k8s.io/fstype", "xfs"),
             ("provision-iops-on-creation", "100"),
             ("provision-throughput-on-creation", "1Mi"),
-            ("encryptSecret", "ns1/key"),
-            ("encryptType", "LUKS"),
             ("thin", "false"),
             ("csi.storage.k8s.io/pvc/name", "data"),
             ("csi.storage.k8s.io/pvc/namespace", "default"),
@@ -741,12 +757,7 @@ mod tests {
         assert_eq!(p.fs_type.as_deref(), Some("xfs"));
         assert_eq!(p.iops, Some(100));
         assert_eq!(p.throughput, Some(1 << 20));
-        let e = p.encrypt.as_ref().unwrap();
-        assert_eq!(
-            (e.secret_namespace.as_str(), e.secret_name.as_str()),
-            ("ns1", "key")
-        );
-        assert_eq!(e.kind, EncryptType::LUKS);
+        assert!(p.encrypt.is_none());
         assert_eq!(p.pvc.name.as_deref(), Some("data"));
         assert_eq!(p.pvc.namespace.as_deref(), Some("default"));
         assert_eq!(p.pvc.pv_name.as_deref(), Some("pvc-1"));
@@ -773,9 +784,11 @@ mod tests {
     }
 
     #[test]
-    fn thin_volume() {
-        let p = lvm(&[("thin", "true")]).unwrap();
-        assert!(p.thin);
+    fn thin_volume_is_refused_until_thin_pools_exist() {
+        let e = lvm(&[("thin", "true")]).unwrap_err();
+        assert!(matches!(e, ParamError::Unsupported { .. }), "{e}");
+        err_names(e, "thin");
+        assert!(!lvm(&[("thin", "false")]).unwrap().thin);
         err_names(
             lvm(&[("thin", "true"), ("replicaNumber", "2")]).unwrap_err(),
             "thin",
@@ -788,9 +801,19 @@ mod tests {
     }
 
     #[test]
-    fn encrypt_secret_without_type_defaults_to_luks() {
-        let p = lvm(&[("encryptSecret", "a/b")]).unwrap();
-        assert_eq!(p.encrypt.unwrap().kind, EncryptType::LUKS);
+    fn encryption_is_refused_until_publish_opens_luks() {
+        for set in [
+            &[("encryptSecret", "a/b")][..],
+            &[("encryptSecret", "ns1/key"), ("encryptType", "LUKS")][..],
+        ] {
+            let e = lvm(set).unwrap_err();
+            assert!(matches!(e, ParamError::Unsupported { .. }), "{e}");
+            assert!(e.to_string().contains("plain text"), "{e}");
+            err_names(e, "encryptSecret");
+        }
+        // ill-formed values are still reported as such
+        err_names(lvm(&[("encryptSecret", "nons")]).unwrap_err(), "encryptSecret");
+        err_names(lvm(&[("encryptType", "LUKS")]).unwrap_err(), "encryptSecret");
     }
 
     #[test]
