@@ -812,8 +812,14 @@ mod tests {
             err_names(e, "encryptSecret");
         }
         // ill-formed values are still reported as such
-        err_names(lvm(&[("encryptSecret", "nons")]).unwrap_err(), "encryptSecret");
-        err_names(lvm(&[("encryptType", "LUKS")]).unwrap_err(), "encryptSecret");
+        err_names(
+            lvm(&[("encryptSecret", "nons")]).unwrap_err(),
+            "encryptSecret",
+        );
+        err_names(
+            lvm(&[("encryptType", "LUKS")]).unwrap_err(),
+            "encryptSecret",
+        );
     }
 
     #[test]
