@@ -127,6 +127,10 @@ async fn components(
     let mut disk_node = disk::DiskNodeConfig::new(ctx.node_name.clone());
     // the demo's disks are loop devices
     disk_node.include_loop = args.include_loop || ctx.demo;
+    if ctx.demo {
+        // only the demo's own disk images; never the file engine's volume loop devices
+        disk_node.loop_backing_dir = Some(ctx.data_dir.join("disks"));
+    }
     let (store, stop) = (ctx.store.clone(), ctx.shutdown.clone());
     let r = runner.clone();
     set.spawn(async move {

@@ -37,6 +37,10 @@ pub struct DiskNodeConfig {
     pub node_name: String,
     /// Loop devices with a backing file count as disks (tests, standalone demo).
     pub include_loop: bool,
+    /// With `include_loop`: only loop devices whose backing file lies under this directory
+    /// count. The standalone demo sets it to its `disks/` directory so that the `file`
+    /// engine's own volume loop devices (which hold user data) are never offered as disks.
+    pub loop_backing_dir: Option<PathBuf>,
     /// Where sysfs, the udev database and procfs are.
     pub roots: Roots,
     /// How often the cheap sysfs fingerprint is compared (hot-plug fallback when no uevent
@@ -61,6 +65,7 @@ impl DiskNodeConfig {
         DiskNodeConfig {
             node_name: node_name.into(),
             include_loop: false,
+            loop_backing_dir: None,
             roots: Roots::default(),
             poll_interval: Duration::from_secs(1),
             rescan_interval: Duration::from_secs(30),
@@ -84,7 +89,10 @@ pub async fn run_node(
         roots: cfg.roots.clone(),
         include_loop: cfg.include_loop,
     };
-    let source: Arc<dyn DiscoverySource> = Arc::new(Discoverer::new(dcfg, runner));
+    let mut source: Arc<dyn DiscoverySource> = Arc::new(Discoverer::new(dcfg, runner));
+    if let Some(dir) = cfg.loop_backing_dir.clone() {
+        source = Arc::new(LoopBackingFilter { inner: source, dir });
+    }
     let (_listener, rx) = if cfg.uevents {
         match hwameistor_disk::uevent::listen_block() {
             Ok((l, rx)) => (Some(l), Some(rx)),
@@ -775,4 +783,78 @@ pub fn link_into_pool(root: &std::path::Path, ld: &LocalDisk) -> Result<()> {
         source,
     })?;
     Ok(())
+}
+
+/// A discovery source that drops loop devices whose backing file is outside `dir`.
+#[derive(Debug)]
+struct LoopBackingFilter {
+    inner: Arc<dyn DiscoverySource>,
+    dir: PathBuf,
+}
+
+/// True if `disk` may be reported: not a loop device, or one backed by a file under `dir`.
+fn loop_backing_allowed(disk: &hwameistor_disk::DiscoveredDisk, dir: &std::path::Path) -> bool {
+    backing_allowed(
+        &disk.device.kernel_name,
+        disk.device.loop_backing_file.as_deref(),
+        dir,
+    )
+}
+
+fn backing_allowed(kernel_name: &str, backing: Option<&str>, dir: &std::path::Path) -> bool {
+    if !kernel_name.starts_with("loop") {
+        return true;
+    }
+    match backing {
+        // sysfs shows a removed backing file as "<path> (deleted)"
+        Some(f) => std::path::Path::new(f.trim_end_matches(" (deleted)")).starts_with(dir),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod loop_filter_tests {
+    use super::backing_allowed;
+    use std::path::Path;
+
+    #[test]
+    fn only_loop_devices_backed_under_the_dir_pass() {
+        let dir = Path::new("/var/lib/demo/disks");
+        assert!(backing_allowed("sdb", None, dir));
+        assert!(backing_allowed(
+            "loop0",
+            Some("/var/lib/demo/disks/disk-0.img"),
+            dir
+        ));
+        assert!(!backing_allowed(
+            "loop3",
+            Some("/var/lib/demo/pools/LocalStorage_PoolHDD/u1/pvc-1.img"),
+            dir
+        ));
+        // a sibling directory sharing the prefix as a string is not "under"
+        assert!(!backing_allowed(
+            "loop4",
+            Some("/var/lib/demo/disks2/x.img"),
+            dir
+        ));
+        assert!(!backing_allowed("loop5", None, dir));
+    }
+}
+
+#[async_trait::async_trait]
+impl DiscoverySource for LoopBackingFilter {
+    async fn scan(&self) -> hwameistor_disk::Result<Vec<hwameistor_disk::DiscoveredDisk>> {
+        let mut disks = self.inner.scan().await?;
+        disks.retain(|d| loop_backing_allowed(d, &self.dir));
+        Ok(disks)
+    }
+    fn fingerprint(&self) -> hwameistor_disk::Result<String> {
+        self.inner.fingerprint()
+    }
+    async fn smart(&self, dev_path: &str) -> hwameistor_disk::Result<hwameistor_disk::SmartReport> {
+        self.inner.smart(dev_path).await
+    }
+    fn invalidate(&self, device: Option<&str>) {
+        self.inner.invalidate(device)
+    }
 }
