@@ -812,6 +812,24 @@ fn backing_allowed(kernel_name: &str, backing: Option<&str>, dir: &std::path::Pa
     }
 }
 
+#[async_trait::async_trait]
+impl DiscoverySource for LoopBackingFilter {
+    async fn scan(&self) -> hwameistor_disk::Result<Vec<hwameistor_disk::DiscoveredDisk>> {
+        let mut disks = self.inner.scan().await?;
+        disks.retain(|d| loop_backing_allowed(d, &self.dir));
+        Ok(disks)
+    }
+    fn fingerprint(&self) -> hwameistor_disk::Result<String> {
+        self.inner.fingerprint()
+    }
+    async fn smart(&self, dev_path: &str) -> hwameistor_disk::Result<hwameistor_disk::SmartReport> {
+        self.inner.smart(dev_path).await
+    }
+    fn invalidate(&self, device: Option<&str>) {
+        self.inner.invalidate(device)
+    }
+}
+
 #[cfg(test)]
 mod loop_filter_tests {
     use super::backing_allowed;
@@ -838,23 +856,5 @@ mod loop_filter_tests {
             dir
         ));
         assert!(!backing_allowed("loop5", None, dir));
-    }
-}
-
-#[async_trait::async_trait]
-impl DiscoverySource for LoopBackingFilter {
-    async fn scan(&self) -> hwameistor_disk::Result<Vec<hwameistor_disk::DiscoveredDisk>> {
-        let mut disks = self.inner.scan().await?;
-        disks.retain(|d| loop_backing_allowed(d, &self.dir));
-        Ok(disks)
-    }
-    fn fingerprint(&self) -> hwameistor_disk::Result<String> {
-        self.inner.fingerprint()
-    }
-    async fn smart(&self, dev_path: &str) -> hwameistor_disk::Result<hwameistor_disk::SmartReport> {
-        self.inner.smart(dev_path).await
-    }
-    fn invalidate(&self, device: Option<&str>) {
-        self.inner.invalidate(device)
     }
 }
