@@ -48,6 +48,7 @@ use thiserror::Error;
 pub mod cluster;
 pub mod node;
 pub mod ops;
+pub mod volume;
 
 #[cfg(test)]
 mod tests;

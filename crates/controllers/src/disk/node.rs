@@ -89,6 +89,13 @@ pub async fn run_node(
         roots: cfg.roots.clone(),
         include_loop: cfg.include_loop,
     };
+    let volumes = tokio::spawn(super::volume::run_volume_loop(
+        store.clone(),
+        runner.clone(),
+        cfg.node_name.clone(),
+        cfg.poll_interval,
+        shutdown.clone(),
+    ));
     let mut source: Arc<dyn DiscoverySource> = Arc::new(Discoverer::new(dcfg, runner));
     if let Some(dir) = cfg.loop_backing_dir.clone() {
         source = Arc::new(LoopBackingFilter { inner: source, dir });
@@ -104,7 +111,9 @@ pub async fn run_node(
     } else {
         (None, None)
     };
-    run_node_with(cfg, store, source, rx, shutdown).await
+    let res = run_node_with(cfg, store, source, rx, shutdown).await;
+    let _ = volumes.await;
+    res
 }
 
 /// Run the node side with any discovery source (tests pass a fake) and optional uevents.
