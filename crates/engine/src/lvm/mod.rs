@@ -90,6 +90,22 @@ impl LvmEngine {
         &self.lvm
     }
 
+    /// `lvremove` one LV; an LV that is already gone counts as removed (idempotent delete).
+    async fn remove_lv(&self, op: &'static str, pool: &str, lv: &str) -> Result<()> {
+        match self
+            .run(op, Context::volume(pool, lv), self.lvm.lv_remove(pool, lv))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Error::Command { source, .. })
+                if stderr_has(&source, "failed to find logical volume") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn run(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
         let cmd = cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1");
         self.runner
@@ -457,22 +473,7 @@ impl VolumeEngine for LvmEngine {
                 message: "the volume is open (mounted or in use); unmount it first".into(),
             });
         }
-        match self
-            .run(
-                OP,
-                Context::volume(pool, volume),
-                self.lvm.lv_remove(pool, volume),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(Error::Command { source, .. })
-                if stderr_has(&source, "failed to find logical volume") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.remove_lv(OP, pool, volume).await
     }
 
     async fn extend_volume(&self, pool: &str, volume: &str, size_bytes: u64) -> Result<VolumeInfo> {
@@ -699,22 +700,7 @@ impl VolumeEngine for LvmEngine {
                 ctx: Context::volume(pool, snapshot),
                 message: "not a snapshot; refusing to delete a volume as a snapshot".into(),
             }),
-            Some(_) => match self
-                .run(
-                    OP,
-                    Context::volume(pool, snapshot),
-                    self.lvm.lv_remove(pool, snapshot),
-                )
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(Error::Command { source, .. })
-                    if stderr_has(&source, "failed to find logical volume") =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
+            Some(_) => self.remove_lv(OP, pool, snapshot).await,
         }
     }
 
