@@ -191,6 +191,12 @@ pub struct LocalVolumeReplicaSnapshotStatus {
         name = "age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "progress",
+        type_ = "integer",
+        json_path = ".status.progress",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -220,6 +226,12 @@ pub struct LocalVolumeSnapshotRestoreStatus {
     pub state: OperationState,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// How far the restore got, in percent (the slowest node): an LVM rollback reports its
+    /// merge as it runs; copies and file-engine rollbacks jump to 100 when done. Absent
+    /// until a node reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub progress: Option<i32>,
 }
 
 /// The part of a LocalVolumeSnapshotRestore executed on one node. Name: `<lvsrestore>-<6 rand>`.
@@ -280,6 +292,10 @@ pub struct LocalVolumeReplicaSnapshotRestoreStatus {
     pub state: OperationState,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Percent done on this node (LVM merge: `100 - snap_percent` of the merging snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub progress: Option<i32>,
 }
 
 impl LocalVolumeSnapshot {

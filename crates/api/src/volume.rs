@@ -195,6 +195,14 @@ pub struct LocalVolumeStatus {
     pub fs_type: String,
     #[serde(default, skip_serializing_if = "is_false")]
     pub rawblock: bool,
+    /// Why the volume is not (yet) where it should be, for humans: a placement failure
+    /// ("no pool of class SSD on any node has 5Gi free; ..."), a deletion blocked by
+    /// snapshots. Empty when nothing is wrong.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Conditions of types `Scheduled` (placement) and `DeleteBlocked`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -227,6 +227,8 @@ const EXPECTED: &[Expect] = &[
             ("sourcesnapshot", ".spec.sourceVolumeSnapshot", 0),
             ("state", ".status.state", 0),
             AGE,
+            // Ours: merge/copy progress, in the wide output only (the seed's table stays).
+            ("progress", ".status.progress", 1),
         ],
     ),
     (

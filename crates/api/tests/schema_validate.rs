@@ -69,6 +69,8 @@ fn fully_populated_objects_validate() {
         published_node: "n1".into(),
         fs_type: "xfs".into(),
         rawblock: false,
+        message: "deletion blocked: snapshots snap-1 exist".into(),
+        conditions: vec![],
     });
     check(&lv);
 
