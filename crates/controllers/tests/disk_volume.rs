@@ -10,6 +10,7 @@ use hwameistor_api::{
     DiskAttributes, LocalDisk, LocalDiskSpec, LocalDiskVolume, LocalDiskVolumeSpec,
     VolumeAccessibility,
 };
+use hwameistor_controllers::disk::ANNOTATION_HAZARDS;
 use hwameistor_controllers::disk::volume::{ANNOTATION_VOLUME_PROBLEM, reconcile_volumes};
 use hwameistor_exec::{Output, RecordingRunner, SharedRunner};
 use hwameistor_store::{EmbeddedStore, Store};
@@ -215,5 +216,112 @@ async fn deletion_without_can_wipe_never_wipes() -> Result<()> {
     reconcile_volumes(&store, &runner, NODE).await?;
     let v = get(&store, "pvc-9").await?.expect("pvc-9");
     assert_eq!(v.status.unwrap().local_disk_name, "localdisk-b");
+    Ok(())
+}
+
+/// Mark `disk` the way discovery does once it has seen our filesystem on it.
+async fn flag_filesystem(store: &Store, disk: &str) -> Result<()> {
+    store
+        .all::<LocalDisk>()
+        .patch(
+            disk,
+            &json!({
+                "metadata": {"annotations": {ANNOTATION_HAZARDS: "carries a xfs filesystem"}},
+                "spec": {"partitioned": true},
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+fn exit(code: i32, stdout: &str) -> Output {
+    Output {
+        code: Some(code),
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_wiped_disk_found_blank_is_offered_again_at_once() -> Result<()> {
+    let store = store();
+    let rec = RecordingRunner::new();
+    rec.respond(&["wipefs", "-a", "/dev/sdc"], Output::ok(""));
+    // blkid -p: exit code 2 = no signature found
+    rec.respond(&["blkid", "-p", "/dev/sdc"], exit(2, ""));
+    let runner: SharedRunner = Arc::new(rec.clone());
+    created(&store, &runner).await?;
+    flag_filesystem(&store, "localdisk-b").await?;
+    let ldvs = store.all::<LocalDiskVolume>();
+    ldvs.patch("pvc-1", &json!({"spec": {"canWipe": true}}))
+        .await?;
+    ldvs.patch_status("pvc-1", &json!({"status": {"state": "ToBeDeleted"}}))
+        .await?;
+    reconcile_volumes(&store, &runner, NODE).await?;
+    assert_eq!(
+        rec.command_lines(),
+        vec!["wipefs -a /dev/sdc".to_string(), "blkid -p /dev/sdc".into()]
+    );
+    assert!(get(&store, "pvc-1").await?.is_none());
+    let d = store.all::<LocalDisk>().get("localdisk-b").await?;
+    assert!(!d.spec.partitioned);
+    assert_eq!(
+        d.metadata.annotations.unwrap()[ANNOTATION_HAZARDS],
+        "",
+        "hazards cleared"
+    );
+    // the smallest fitting disk again
+    ldvs.create(&volume("pvc-2", 5 * GIB)).await?;
+    reconcile_volumes(&store, &runner, NODE).await?;
+    let v = get(&store, "pvc-2").await?.expect("pvc-2");
+    assert_eq!(v.status.unwrap().local_disk_name, "localdisk-b");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wiped_disk_still_showing_a_signature_stays_flagged() -> Result<()> {
+    let store = store();
+    let rec = RecordingRunner::new();
+    rec.respond(&["wipefs", "-a", "/dev/sdc"], Output::ok(""));
+    rec.respond(
+        &["blkid", "-p", "/dev/sdc"],
+        exit(0, "/dev/sdc: TYPE=\"xfs\"\n"),
+    );
+    let runner: SharedRunner = Arc::new(rec.clone());
+    created(&store, &runner).await?;
+    flag_filesystem(&store, "localdisk-b").await?;
+    let ldvs = store.all::<LocalDiskVolume>();
+    ldvs.patch("pvc-1", &json!({"spec": {"canWipe": true}}))
+        .await?;
+    ldvs.patch_status("pvc-1", &json!({"status": {"state": "ToBeDeleted"}}))
+        .await?;
+    reconcile_volumes(&store, &runner, NODE).await?;
+    assert!(get(&store, "pvc-1").await?.is_none(), "released anyway");
+    let d = store.all::<LocalDisk>().get("localdisk-b").await?;
+    assert!(d.spec.partitioned, "discovery's record kept");
+    // the flagged disk is not handed out: the next volume gets the other one
+    ldvs.create(&volume("pvc-2", 5 * GIB)).await?;
+    reconcile_volumes(&store, &runner, NODE).await?;
+    let v = get(&store, "pvc-2").await?.expect("pvc-2");
+    assert_eq!(v.status.unwrap().local_disk_name, "localdisk-a");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_block_volume_disk_we_did_not_format_is_neither_wiped_nor_probed() -> Result<()> {
+    let store = store();
+    let rec = RecordingRunner::new();
+    let runner: SharedRunner = Arc::new(rec.clone());
+    created(&store, &runner).await?;
+    // the user made a filesystem on the raw block device; discovery saw it
+    flag_filesystem(&store, "localdisk-b").await?;
+    let ldvs = store.all::<LocalDiskVolume>();
+    ldvs.patch_status("pvc-1", &json!({"status": {"state": "ToBeDeleted"}}))
+        .await?;
+    reconcile_volumes(&store, &runner, NODE).await?;
+    assert!(get(&store, "pvc-1").await?.is_none());
+    assert!(rec.command_lines().is_empty(), "{:?}", rec.command_lines());
+    let d = store.all::<LocalDisk>().get("localdisk-b").await?;
+    assert!(d.spec.partitioned, "the user's data is still recorded");
     Ok(())
 }

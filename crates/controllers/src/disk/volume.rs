@@ -8,17 +8,26 @@
 //!   the requested size and not held by another volume. A disk already named in
 //!   `status.localDiskName` is verified by the same checks. The volume then records
 //!   `localDiskName`, `devPath`, `devLinks` and `allocatedCapacityBytes` (the whole disk) and
-//!   becomes `Created`. The pool maths (`hwameistor_core::disk::disk_pools`) count a disk as
-//!   `InUse` as soon as a volume names it in `status.localDiskName`; nothing is written to the
-//!   LocalDisk itself. If no disk qualifies the volume stays `Creating` (the CSI controller
-//!   keeps waiting, then times out), the reason goes into the annotation
-//!   [`ANNOTATION_VOLUME_PROBLEM`] and a warning is logged. (`NotReady` is not used for this:
-//!   the CSI backend treats any state past `Creating` as a usable volume.)
+//!   becomes `Created`. The pool maths (`hwameistor_core::disk::disk_pools`) count a disk
+//!   as `InUse` as soon as a volume names it in `status.localDiskName`; taking a disk writes
+//!   nothing to the LocalDisk. If no disk qualifies the volume stays `Creating`, the reason
+//!   goes into the annotation [`ANNOTATION_VOLUME_PROBLEM`] (our key; the reference names
+//!   no such field) and a warning is logged. The CSI controller reads that annotation as
+//!   "no disk fits": it answers CreateVolume with `RESOURCE_EXHAUSTED` at once and asks for
+//!   the volume's deletion, so nothing is left behind. (`NotReady` is not used for this: the
+//!   CSI backend treats any state past `Creating` as a usable volume.) This covers the
+//!   window in which the LocalDiskNode pool report (written every heartbeat) still shows a
+//!   disk that a volume has just taken.
 //! - **ToBeDeleted** (or a deletion timestamp): once `status.mountPoints` is empty, the disk
 //!   is wiped with `wipefs -a <dev>` only if `spec.canWipe` (the CSI node service formatted
 //!   it) and the disk is still this node's active disk; the disk is released
 //!   (`localDiskName`/`devPath` cleared, state `Deleted`) and the object is deleted, its
 //!   finalizers removed. `Deleted` means "wiped and released": a retry never wipes again.
+//!   After a wipe, `blkid -p` confirms the disk is blank and discovery's record of our
+//!   filesystem on it (`spec.partitioned`, hazards) is cleared, so the disk is offered
+//!   again at once. A disk we did not format (a block volume, `canWipe` false) is never
+//!   wiped: whatever the user wrote stays, and a disk left with a signature is not handed
+//!   out again until an admin wipes it (discovery flags it on its next re-probe).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -294,6 +303,47 @@ async fn create_volume(
     Ok(())
 }
 
+/// After a successful `wipefs -a` (which opens the disk exclusively, so nothing had it
+/// mounted or held), probe the disk with `blkid -p`; when it finds no signature (exit code
+/// 2) and the disk has no partitions, clear what discovery recorded about our filesystem
+/// (`spec.partitioned`, the hazards annotation), so the disk can serve the next volume at
+/// once instead of after the next full re-probe (`rescan_interval`). Best effort: a failed
+/// probe or write leaves the record for discovery to correct.
+async fn forget_wiped_signatures(store: &Store, runner: &SharedRunner, ld: &LocalDisk, dev: &str) {
+    let dname = name_of(ld);
+    let flagged = ld.spec.partitioned
+        || ld
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_HAZARDS))
+            .is_some_and(|h| !h.is_empty());
+    if !flagged || !ld.spec.partition_info.is_empty() {
+        return;
+    }
+    match runner.output(&Cmd::new("blkid").args(["-p", dev])).await {
+        Ok(out) if out.code == Some(2) => {}
+        Ok(out) => {
+            tracing::warn!(disk = %dname, device = dev, code = ?out.code, stdout = %out.stdout.trim(), "disk still shows a signature after wipefs; left for discovery");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(disk = %dname, device = dev, error = %e, "cannot probe the wiped disk; left for discovery");
+            return;
+        }
+    }
+    let patch = json!({
+        "metadata": {"annotations": {ANNOTATION_HAZARDS: ""}},
+        "spec": {"partitioned": false},
+    });
+    match store.all::<LocalDisk>().patch(&dname, &patch).await {
+        Ok(_) => tracing::info!(disk = %dname, device = dev, "wiped disk is clean again"),
+        Err(e) => {
+            tracing::warn!(disk = %dname, error = %e, "cannot record the wiped disk as clean")
+        }
+    }
+}
+
 async fn delete_volume(
     store: &Store,
     runner: &SharedRunner,
@@ -328,6 +378,7 @@ async fn delete_volume(
                             reason: format!("wipefs -a {dev}: {e}"),
                         })?;
                     tracing::info!(volume = %vname, disk = %st.local_disk_name, device = %dev, "raw disk wiped");
+                    forget_wiped_signatures(store, runner, ld, &dev).await;
                 }
                 _ => tracing::warn!(
                     volume = %vname,
