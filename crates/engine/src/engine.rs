@@ -10,7 +10,13 @@ use hwameistor_exec::{Cmd, Runner, SharedRunner};
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
+use crate::lvm::thin::{ThinPoolInfo, ThinPoolRequest};
 use crate::types::{EngineKind, PoolInfo, SnapshotInfo, VolumeInfo, VolumeOptions};
+
+/// Why an engine without thin pools refuses thin provisioning.
+pub const NO_THIN_POOLS: &str = "this engine has no thin pools (only the lvm engine has them; \
+     the file engine's sparse files allocate on write, but have no pool to over-provision \
+     against), so a thin volume cannot be created here";
 
 /// A shared, dynamically dispatched engine, the form the node agent and CSI node hold.
 pub type SharedEngine = Arc<dyn VolumeEngine>;
@@ -140,6 +146,28 @@ pub trait VolumeEngine: Send + Sync + fmt::Debug {
         _new_volume: &str,
     ) -> Result<VolumeInfo> {
         Err(Error::unsupported("restore_snapshot", self.kind()))
+    }
+
+    /// The thin pool of `pool` (usage, ratio, provisioned bytes), `None` when there is none.
+    /// Engines without thin pools always answer `None`.
+    async fn thin_pool(&self, _pool: &str) -> Result<Option<ThinPoolInfo>> {
+        Ok(None)
+    }
+
+    /// Create the thin pool of `pool`, or grow it to at least `req` (never shrinks), and set
+    /// its over-provision ratio. Engines without thin pools answer [`Error::Unsupported`].
+    async fn ensure_thin_pool(&self, _pool: &str, _req: &ThinPoolRequest) -> Result<ThinPoolInfo> {
+        Err(Error::Unsupported {
+            op: "ensure thin pool",
+            engine: self.kind(),
+            detail: Some(NO_THIN_POOLS.into()),
+        })
+    }
+
+    /// Remove the thin pool of `pool`; refused ([`Error::Conflict`]) while it holds thin
+    /// volumes or snapshots; no thin pool is success.
+    async fn remove_thin_pool(&self, _pool: &str) -> Result<()> {
+        Ok(())
     }
 
     /// Roll `volume` back to the snapshot's content (the snapshot is consumed).

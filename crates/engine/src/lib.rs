@@ -62,10 +62,11 @@ pub mod types;
 
 pub use config::{EngineConfig, FileEngineConfig, HostPaths, LvmConfig, PoolFsType};
 pub use engine::{
-    HostFacts, SharedEngine, VolumeEngine, build_engine, choose_engine, detect_engine, open_engine,
-    probe_host,
+    HostFacts, NO_THIN_POOLS, SharedEngine, VolumeEngine, build_engine, choose_engine,
+    detect_engine, open_engine, probe_host,
 };
 pub use error::{Context, Error, Result};
+pub use lvm::thin::{THIN_POOL_LV, ThinPoolInfo, ThinPoolRequest};
 pub use types::{
     DEFAULT_EXTENT_BYTES, EngineKind, MAX_VOLUMES_PER_POOL, POOL_PREFIX, PoolDisk, PoolInfo,
     SnapshotInfo, VolumeAttributes, VolumeInfo, VolumeOptions, round_up_to_extent,

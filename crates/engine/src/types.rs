@@ -100,7 +100,8 @@ pub struct PoolInfo {
 pub struct VolumeOptions {
     /// Stripe across all disks of the pool (lvm `-i <#PVs>`). The file engine refuses it.
     pub striped: bool,
-    /// Thin provisioning. Not implemented yet by either engine (clear error).
+    /// Thin provisioning: a thin volume in the pool's thin pool (lvm only; the file engine
+    /// refuses it with [`crate::Error::Unsupported`]).
     pub thin: bool,
 }
 

@@ -713,7 +713,7 @@ impl VolumeEngine for FileEngine {
             return Err(Error::Unsupported {
                 op: OP,
                 engine: ENGINE,
-                detail: Some("thin provisioning is not implemented yet".into()),
+                detail: Some(crate::engine::NO_THIN_POOLS.into()),
             });
         }
         let _g = self.lock.lock().await;

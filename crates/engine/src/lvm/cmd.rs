@@ -17,7 +17,7 @@ pub const PV_FIELDS: &str = "pv_name,vg_name,pv_size,pv_free,pv_tags";
 /// Columns of our `vgs` report.
 pub const VG_FIELDS: &str = "vg_name,vg_size,vg_free,vg_extent_size,vg_extent_count,vg_free_count,pv_count,lv_count,vg_tags";
 /// Columns of our `lvs` report (one row per segment; rows are merged by VG/LV).
-pub const LV_FIELDS: &str = "vg_name,lv_name,lv_path,lv_size,lv_attr,lv_tags,stripes,segtype,devices,origin,lv_snapshot_invalid,lv_merging";
+pub const LV_FIELDS: &str = "vg_name,lv_name,lv_path,lv_size,lv_attr,lv_tags,stripes,segtype,devices,origin,lv_snapshot_invalid,lv_merging,pool_lv,data_percent,metadata_percent,lv_metadata_size";
 
 /// Builders for lvm2 commands. Stateless: each function returns one [`Cmd`].
 #[derive(Debug, Clone)]
@@ -160,6 +160,71 @@ impl Lvm {
             .args(["-y", "--merge"])
             .arg(format!("{vg}/{snap}"))
     }
+
+    // --- thin provisioning (see [`super::thin`]) ---------------------------------------
+
+    /// `lvcreate -y --addtag <tag>... --type thin-pool -Z y -n <pool> -L <data>b
+    /// [--poolmetadatasize <meta>b] <vg>`: a thin pool whose new blocks are zeroed before a
+    /// thin volume sees them (`-Z y`), so no thin volume ever reads another's old data.
+    /// `metadata_bytes` 0 lets lvm size the metadata.
+    pub fn thin_pool_create(
+        &self,
+        vg: &str,
+        pool: &str,
+        data_bytes: u64,
+        metadata_bytes: u64,
+        tags: &[&str],
+    ) -> Cmd {
+        let mut c = self.cmd("lvcreate").arg("-y");
+        for t in tags {
+            c = c.args(["--addtag", t]);
+        }
+        c = c
+            .args(["--type", "thin-pool", "-Z", "y", "-n", pool, "-L"])
+            .arg(size_arg(data_bytes));
+        if metadata_bytes > 0 {
+            c = c.arg("--poolmetadatasize").arg(size_arg(metadata_bytes));
+        }
+        c.arg(vg)
+    }
+
+    /// `lvextend -y --poolmetadatasize <meta>b <vg>/<pool>`: grow a thin pool's metadata.
+    pub fn thin_pool_extend_metadata(&self, vg: &str, pool: &str, metadata_bytes: u64) -> Cmd {
+        self.cmd("lvextend")
+            .args(["-y", "--poolmetadatasize"])
+            .arg(size_arg(metadata_bytes))
+            .arg(format!("{vg}/{pool}"))
+    }
+
+    /// `lvchange [--deltag <old>] --addtag <new> <vg>/<lv>`: replace one tag.
+    pub fn lv_retag(&self, vg: &str, lv: &str, old: Option<&str>, new: &str) -> Cmd {
+        let mut c = self.cmd("lvchange");
+        if let Some(old) = old {
+            c = c.args(["--deltag", old]);
+        }
+        c.args(["--addtag", new]).arg(format!("{vg}/{lv}"))
+    }
+
+    /// `lvcreate -y --addtag <tag> --type thin -V <size>b --thinpool <pool> -n <lv> <vg>`: a
+    /// thin volume of `size` virtual bytes; blocks are allocated in the pool on first write.
+    pub fn thin_create(&self, vg: &str, pool: &str, lv: &str, size_bytes: u64, tag: &str) -> Cmd {
+        self.cmd("lvcreate")
+            .args(["-y", "--addtag", tag, "--type", "thin", "-V"])
+            .arg(size_arg(size_bytes))
+            .args(["--thinpool", pool, "-n", lv, vg])
+    }
+
+    /// `lvcreate -y --addtag <tag> -s -k n -p r -n <snap> <vg>/<lv>`: a read-only thin
+    /// snapshot of the thin volume `lv`. No size: it shares the origin's blocks in the thin
+    /// pool. `-k n` clears the activation-skip flag lvm sets on thin snapshots, so the
+    /// snapshot is active (readable) like a COW snapshot.
+    pub fn thin_snapshot(&self, vg: &str, lv: &str, snap: &str, tag: &str) -> Cmd {
+        self.cmd("lvcreate")
+            .args([
+                "-y", "--addtag", tag, "-s", "-k", "n", "-p", "r", "-n", snap,
+            ])
+            .arg(format!("{vg}/{lv}"))
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +310,53 @@ mod tests {
         assert_eq!(
             line(&l.lv_merge("LocalStorage_PoolHDD", "snap-1")),
             "lvconvert -y --merge LocalStorage_PoolHDD/snap-1"
+        );
+    }
+
+    #[test]
+    fn thin_commands() {
+        let l = Lvm::default();
+        let vg = "LocalStorage_PoolHDD";
+        let pool = "LocalStorage_ThinPool";
+        assert_eq!(
+            line(&l.thin_pool_create(
+                vg,
+                pool,
+                512 * 1048576,
+                8 * 1048576,
+                &[TAG, "hwameistor.io/overprovision=2"]
+            )),
+            "lvcreate -y --addtag hwameistor.io/managed --addtag hwameistor.io/overprovision=2 \
+             --type thin-pool -Z y -n LocalStorage_ThinPool -L 536870912b \
+             --poolmetadatasize 8388608b LocalStorage_PoolHDD"
+        );
+        assert_eq!(
+            line(&l.thin_pool_create(vg, pool, 4194304, 0, &[TAG])),
+            "lvcreate -y --addtag hwameistor.io/managed --type thin-pool -Z y \
+             -n LocalStorage_ThinPool -L 4194304b LocalStorage_PoolHDD",
+            "metadata size 0: lvm chooses"
+        );
+        assert_eq!(
+            line(&l.thin_pool_extend_metadata(vg, pool, 16777216)),
+            "lvextend -y --poolmetadatasize 16777216b LocalStorage_PoolHDD/LocalStorage_ThinPool"
+        );
+        assert_eq!(
+            line(&l.lv_retag(vg, pool, Some("a=1"), "a=2")),
+            "lvchange --deltag a=1 --addtag a=2 LocalStorage_PoolHDD/LocalStorage_ThinPool"
+        );
+        assert_eq!(
+            line(&l.lv_retag(vg, pool, None, "a=2")),
+            "lvchange --addtag a=2 LocalStorage_PoolHDD/LocalStorage_ThinPool"
+        );
+        assert_eq!(
+            line(&l.thin_create(vg, pool, "pvc-t", 1073741824, TAG)),
+            "lvcreate -y --addtag hwameistor.io/managed --type thin -V 1073741824b \
+             --thinpool LocalStorage_ThinPool -n pvc-t LocalStorage_PoolHDD"
+        );
+        assert_eq!(
+            line(&l.thin_snapshot(vg, "pvc-t", "snap-t", TAG)),
+            "lvcreate -y --addtag hwameistor.io/managed -s -k n -p r -n snap-t \
+             LocalStorage_PoolHDD/pvc-t"
         );
     }
 }

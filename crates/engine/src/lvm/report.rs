@@ -81,6 +81,10 @@ struct RawLv {
     origin: String,
     lv_snapshot_invalid: String,
     lv_merging: String,
+    pool_lv: String,
+    data_percent: String,
+    metadata_percent: String,
+    lv_metadata_size: String,
 }
 
 /// One physical volume.
@@ -109,7 +113,7 @@ pub struct VgReport {
 }
 
 /// One logical volume (segments merged).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LvReport {
     pub vg_name: String,
     pub name: String,
@@ -131,6 +135,14 @@ pub struct LvReport {
     pub snapshot_invalid: bool,
     /// A snapshot merge is in progress.
     pub merging: bool,
+    /// Thin pool of a thin volume or thin snapshot, empty otherwise.
+    pub pool_lv: String,
+    /// Thin pools, thin volumes and COW snapshots: how full the data is (percent).
+    pub data_percent: Option<f64>,
+    /// Thin pools: how full the metadata is (percent).
+    pub metadata_percent: Option<f64>,
+    /// Thin pools: size of the metadata LV in bytes (0 otherwise).
+    pub metadata_size: u64,
 }
 
 impl LvReport {
@@ -152,6 +164,23 @@ impl LvReport {
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
+
+    /// A thin pool (`lv_attr[0] == 't'` or segment type `thin-pool`).
+    pub fn is_thin_pool(&self) -> bool {
+        self.attr.starts_with('t') || self.segtypes.iter().any(|s| s == "thin-pool")
+    }
+
+    /// A thin volume or thin snapshot: it lives in the thin pool [`LvReport::pool_lv`].
+    pub fn is_thin(&self) -> bool {
+        !self.pool_lv.is_empty() || self.segtypes.iter().any(|s| s == "thin")
+    }
+
+    /// Value of the first tag `key=value` (e.g. the thin pool's over-provision ratio).
+    pub fn tag_value(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+    }
 }
 
 impl VgReport {
@@ -170,6 +199,22 @@ fn num(column: &'static str, value: &str) -> Result<u64, ReportError> {
         column,
         value: value.to_owned(),
     })
+}
+
+/// A percentage column (`"12.50"`; empty for LVs it does not apply to). A decimal comma is
+/// accepted.
+fn percent(column: &'static str, value: &str) -> Result<Option<f64>, ReportError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    match v.replace(',', ".").parse::<f64>() {
+        Ok(p) if p.is_finite() => Ok(Some(p)),
+        _ => Err(ReportError::Number {
+            column,
+            value: value.to_owned(),
+        }),
+    }
 }
 
 fn num32(column: &'static str, value: &str) -> Result<u32, ReportError> {
@@ -295,6 +340,10 @@ pub fn parse_lvs(json: &str) -> Result<Vec<LvReport>, ReportError> {
                         origin: unwrap_name(&l.origin),
                         snapshot_invalid: !invalid.is_empty() && invalid != "unknown",
                         merging: !l.lv_merging.trim().is_empty(),
+                        pool_lv: unwrap_name(&l.pool_lv),
+                        data_percent: percent("data_percent", &l.data_percent)?,
+                        metadata_percent: percent("metadata_percent", &l.metadata_percent)?,
+                        metadata_size: num("lv_metadata_size", &l.lv_metadata_size)?,
                     };
                     order.push(key.clone());
                     by_key.insert(key, lv);

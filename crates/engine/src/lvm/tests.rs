@@ -374,7 +374,7 @@ async fn create_is_idempotent_and_detects_mismatch() {
 }
 
 #[tokio::test]
-async fn create_reports_insufficient_space_and_unsupported_thin() {
+async fn create_reports_insufficient_space_and_thin_without_pool() {
     let (fake, e) = engine();
     let l = e.commands().clone();
     pool_with_lvs(&fake, &l, 16 * MI, &[]);
@@ -418,14 +418,9 @@ async fn create_reports_insufficient_space_and_unsupported_thin() {
         )
         .await
         .unwrap_err();
+    // Thin without a thin pool: a clear error naming the way out (thin.rs tests the rest).
     assert!(
-        matches!(
-            err,
-            Error::Unsupported {
-                engine: EngineKind::Lvm,
-                ..
-            }
-        ),
+        matches!(&err, Error::InvalidArgument { message, .. } if message.contains("ThinPoolClaim")),
         "{err}"
     );
 }
@@ -709,7 +704,7 @@ async fn snapshot_create_and_rollback_commands() {
     assert_eq!(s.source_volume, "pvc-1");
     assert!(s.valid);
 
-    respond(&fake, &l.lv_merge(VG, "snap-1"), Output::ok(""));
+    respond(&fake, &merge::merge_cmd(&l, VG, "snap-1"), Output::ok(""));
     e.rollback_snapshot(VG, "pvc-1", "snap-1").await.unwrap();
     // The merged snapshot is gone: rollback again is a no-op.
     e.rollback_snapshot(VG, "pvc-1", "snap-1").await.unwrap();
@@ -717,7 +712,7 @@ async fn snapshot_create_and_rollback_commands() {
         mutations(&fake),
         [
             "lvcreate -y --addtag hwameistor.io/managed -s -n snap-1 -L 4194304b -p r LocalStorage_PoolHDD/pvc-1",
-            "lvconvert -y --merge LocalStorage_PoolHDD/snap-1",
+            "lvconvert -y --merge LocalStorage_PoolHDD/snap-1 --background",
         ]
     );
 }
