@@ -8,7 +8,8 @@
 //! with a LocalDiskClaim, so the node agent builds an LVM-class pool from them (with the file
 //! engine on hosts without device-mapper); this happens once, when the disk files are
 //! created. At shutdown the loop devices are detached (the kernel detaches lazily a device
-//! that is still mounted). [`release_host`] releases what the engine holds on the host.
+//! that is still mounted). What the engine holds on the host is released by
+//! [`crate::host::release_host`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,9 +89,14 @@ pub async fn attach(
 }
 
 impl DemoDisks {
-    /// Detach the loop devices (lazily if still in use).
-    pub async fn detach(self) {
+    /// Detach the loop devices, except `keep` (devices under a pool filesystem that is still
+    /// busy because the user has a volume mounted).
+    pub async fn detach(self, keep: &[PathBuf]) {
         for dev in &self.devices {
+            if keep.contains(dev) {
+                tracing::warn!(device = %dev.display(), "demo disk kept: its pool holds a volume still in use");
+                continue;
+            }
             match self.runner.run(&self.losetup.detach(dev)).await {
                 Ok(_) => tracing::info!(device = %dev.display(), "demo disk detached"),
                 Err(e) => {
@@ -101,8 +107,9 @@ impl DemoDisks {
     }
 }
 
-/// Wait until the disk manager lists the freshly created demo devices on `node`, then claim
-/// the free ones for `local-storage`. Returns the claim's name, or `None` when there is
+/// Wait until the disk manager lists `devices` on `node` (the freshly created demo devices,
+/// or the `--disk` devices when `purpose` names them), then claim the free ones for
+/// `local-storage`. Returns the claim's name, or `None` when there is
 /// nothing to claim.
 ///
 /// Only disks whose files this run created are claimed: after a restart the disks are
@@ -112,6 +119,7 @@ pub async fn claim(
     store: Store,
     node: String,
     devices: Vec<PathBuf>,
+    purpose: Option<&'static str>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<String>> {
     if devices.is_empty() {
@@ -147,7 +155,22 @@ pub async fn claim(
     if free.is_empty() {
         return Ok(None);
     }
-    let name = format!("{node}-demo-claim");
+    let name = match purpose {
+        None => format!("{node}-demo-claim"),
+        // one claim per set of newly given disks (a later run may add disks)
+        Some(p) => {
+            let mut n = format!("{node}-{p}-claim");
+            for d in &free {
+                let base = Path::new(d)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                n.push('-');
+                n.extend(base.chars().filter(|c| c.is_ascii_alphanumeric()));
+            }
+            n
+        }
+    };
     let mut spec = LocalDiskClaimSpec {
         node_name: node,
         owner: DiskOwner::LocalStorage,
@@ -162,117 +185,4 @@ pub async fn claim(
     }
     tracing::info!(claim = %name, "demo disks claimed for local-storage");
     Ok(Some(name))
-}
-
-/// Mount points at or below `root`, deepest first, from `/proc/self/mountinfo` text.
-pub fn mounts_below(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount)
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(root))
-        .collect();
-    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    out.dedup();
-    out
-}
-
-/// Undo the octal escapes (`\040` for a space) of mountinfo paths.
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Release what the engine holds on the host when the server stops: deactivate every volume
-/// (a volume the user still has mounted stays; the engine refuses or the kernel keeps it
-/// busy, and we log it), then, with `unmount_pools`, unmount the file engine's pool
-/// filesystems under `pools_root`.
-pub async fn release_host(
-    engine: &hwameistor_engine::SharedEngine,
-    pools_root: &Path,
-    unmount_pools: bool,
-    runner: &SharedRunner,
-) {
-    match engine.list_volumes(None).await {
-        Ok(vols) => {
-            for v in vols {
-                if let Err(e) = engine.deactivate_volume(&v.pool, &v.name).await {
-                    tracing::warn!(pool = %v.pool, volume = %v.name, error = %e, "volume left active");
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not list volumes to deactivate them"),
-    }
-    if !unmount_pools {
-        return;
-    }
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    for target in mounts_below(&info, pools_root) {
-        let cmd = hwameistor_exec::Cmd::new("umount")
-            .arg(target.display().to_string())
-            .timeout(Duration::from_secs(30));
-        // a just-detached loop device releases the filesystem asynchronously: retry briefly
-        let mut last = None;
-        for _ in 0..10 {
-            match runner.run(&cmd).await {
-                Ok(_) => {
-                    last = None;
-                    break;
-                }
-                Err(e) => {
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-            }
-        }
-        match last {
-            None => tracing::info!(mount = %target.display(), "pool filesystem unmounted"),
-            Some(e) => {
-                tracing::warn!(mount = %target.display(), error = %e, "pool filesystem left mounted")
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_mounts_below_a_root_deepest_first() {
-        let mi = "\
-22 1 8:1 / / rw - ext4 /dev/sda1 rw
-40 22 7:0 / /data/pools/LocalStorage_PoolHDD/u1 rw - xfs /dev/loop0 rw
-41 40 7:2 / /data/pools/LocalStorage_PoolHDD/u1/x rw - xfs /dev/loop2 rw
-42 22 7:1 / /data/pools/LocalStorage_PoolHDD/with\\040space rw - xfs /dev/loop1 rw
-43 22 7:3 / /data/poolsX rw - xfs /dev/loop3 rw
-";
-        let m = mounts_below(mi, Path::new("/data/pools"));
-        assert_eq!(
-            m,
-            vec![
-                PathBuf::from("/data/pools/LocalStorage_PoolHDD/u1/x"),
-                PathBuf::from("/data/pools/LocalStorage_PoolHDD/u1"),
-                PathBuf::from("/data/pools/LocalStorage_PoolHDD/with space"),
-            ]
-        );
-    }
 }

@@ -3,6 +3,7 @@
 //! embedded object store.
 
 mod demo;
+mod host;
 mod standalone;
 
 use std::net::SocketAddr;

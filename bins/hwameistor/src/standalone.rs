@@ -6,6 +6,19 @@
 //! [`components`]. SIGTERM or SIGINT cancels one shutdown token: the API stops accepting,
 //! open watch streams end, in-flight requests and the components finish, `server.json` is
 //! removed and the store is closed (every write was already committed to the file).
+//!
+//! Host state across a stop and a restart ([`crate::host`]): at stop every volume not mounted
+//! by the user is deactivated and the file engine's pool filesystems are unmounted, and the
+//! demo's loop devices detached, so nothing of ours stays on the host unless the user still
+//! has a volume mounted (then exactly that volume, its pool mount and disk stay, and the log
+//! says so). At start the demo disks are attached again, the pool disks mounted again (found
+//! by filesystem UUID) and the node agent activates the volumes, so a restart with the same
+//! `--data-dir` brings everything back.
+//!
+//! IO limits (`spec.volumeQoS`) apply host-wide in standalone mode
+//! ([`hwameistor_engine::qos::Scope::Host`]): every process doing IO on a volume's device is
+//! throttled, without moving it into a cgroup (see the qos module for the per-cgroup
+//! semantics on cgroup v1 and v2).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +40,8 @@ pub const SERVER_FILE: &str = "server.json";
 pub const STORE_FILE: &str = "store.redb";
 /// How long components get to stop after the shutdown signal.
 const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often the node agent re-checks every replica (re-applies QoS to new cgroups).
+const RESYNC: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct StandaloneArgs {
@@ -44,6 +59,11 @@ pub struct StandaloneArgs {
     /// them for local-storage, so the node gets a pool without a spare disk.
     #[arg(long, conflicts_with = "api_only")]
     pub demo: bool,
+    /// Claim this disk for local-storage at start (repeatable; a path like
+    /// /dev/disk/by-id/... is resolved to its kernel name). The disk manager must see it as a
+    /// free disk; disks already in a pool are left as they are.
+    #[arg(long = "disk", value_name = "DEVICE")]
+    pub disks: Vec<PathBuf>,
     /// Number of demo disks.
     #[arg(long, default_value_t = 2, requires = "demo")]
     pub demo_disks: usize,
@@ -123,6 +143,9 @@ async fn components(
     let engine = hwameistor_engine::engine::open_engine(runner.clone(), &engine_cfg)
         .await
         .context("choosing the volume engine for this host")?;
+    tracing::info!(engine = %engine.kind(), "volume engine");
+    // pools of an earlier run (file engine) before the node agent activates their volumes
+    crate::host::reattach_pools(&engine, &engine_cfg.file.root, &runner).await;
 
     let mut disk_node = disk::DiskNodeConfig::new(ctx.node_name.clone());
     // the demo's disks are loop devices
@@ -183,11 +206,13 @@ async fn components(
 
     let mut agent = volume::NodeAgentConfig::new(ctx.node_name.clone());
     agent.storage_ip = args.storage_ip.clone();
-    // spec.volumeQoS: limits go into a cgroup of our own (v1 blkio or v2 io, whichever
-    // this host has); without cgroups the agent reports QoS as not enforced.
-    match hwameistor_engine::qos::Throttler::named(Path::new("/sys/fs/cgroup"), "hwameistor") {
+    // spec.volumeQoS: host-wide limits (v1 blkio or v2 io.max, whichever this host has):
+    // every process doing IO on the volume is throttled. Cgroups created later are covered
+    // at the next replica resync. Without cgroups the agent reports QoS as not enforced.
+    agent.resync_interval = RESYNC;
+    match hwameistor_engine::qos::Throttler::host(Path::new("/sys/fs/cgroup")) {
         Ok(t) => {
-            tracing::info!(cgroup = %t.dir.display(), "volumeQoS throttler ready");
+            tracing::info!(hierarchy = %t.dir.display(), version = %t.version, "volumeQoS throttler ready (host-wide)");
             agent.throttler = Some(t);
         }
         Err(e) => {
@@ -354,7 +379,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         Ok(engine) => engine,
         Err(e) => {
             if let Some(d) = demo {
-                d.detach().await;
+                d.detach(&[]).await;
             }
             return Err(e);
         }
@@ -364,11 +389,30 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
             store.clone(),
             ctx.node_name.clone(),
             d.fresh.clone(),
+            None,
             shutdown.clone(),
         );
         tokio::spawn(async move {
             if let Err(e) = claim.await {
                 tracing::error!(error = format!("{e:#}"), "claiming the demo disks failed");
+            }
+        });
+    }
+    if !args.disks.is_empty() && !args.api_only {
+        let mut devs = Vec::new();
+        for d in &args.disks {
+            devs.push(std::fs::canonicalize(d).with_context(|| format!("--disk {}", d.display()))?);
+        }
+        let claim = demo::claim(
+            store.clone(),
+            ctx.node_name.clone(),
+            devs,
+            Some("disks"),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = claim.await {
+                tracing::error!(error = format!("{e:#}"), "claiming the --disk disks failed");
             }
         });
     }
@@ -446,16 +490,23 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
             failed = true;
         }
     }
+    let mut left = crate::host::Leftovers::default();
     if let Some(engine) = &engine {
-        // Pool filesystems stay mounted for now: after a restart the file engine finds its
-        // pools only through their mounts (it does not re-mount claimed disks yet), so
-        // unmounting them here would lose the pools until then.
-        let unmount_pools = false;
         let runner = hwameistor_exec::TokioRunner::shared();
-        demo::release_host(engine, &dir.join("pools"), unmount_pools, &runner).await;
+        left = crate::host::release_host(engine, &dir.join("pools"), &runner).await;
     }
     if let Some(d) = demo {
-        d.detach().await;
+        d.detach(&left.devices).await;
+    }
+    if left.is_empty() {
+        tracing::info!("host released: no volume, pool mount or demo loop device of ours is left");
+    } else {
+        tracing::warn!(
+            volumes = ?left.volumes,
+            pool_mounts = ?left.mounts,
+            devices = ?left.devices,
+            "left on the host because volumes are still in use (unmount them, e.g. `hwameictl volume unmount`, and start the server again to release them)"
+        );
     }
     remove_server_file(&server_file);
     drop(ctx);

@@ -1,15 +1,24 @@
 //! engine-bench: how fast is a volume compared with the raw disk under it?
 //!
-//! Runs fio (direct IO, libaio) on the raw disk, then on a volume of each available engine
+//! Runs fio (direct IO, libaio) on the raw disk and on a volume of each available engine
 //! built on that same disk, and prints volume/raw ratios for 4k random read (IOPS), 4k random
 //! write (IOPS), 1M sequential read and 1M sequential write (bandwidth).
+//!
+//! Method: a single raw-then-volume pass is noisy (the disk, the page cache of the backing
+//! file and a shared host drift between runs), so the measurements are **interleaved over
+//! `--rounds` rounds**: every round measures the raw disk and each engine's volume (the pool
+//! is rebuilt on the wiped disk each round, since a raw run overwrites it), and the order
+//! alternates between rounds (raw first in even rounds, last in odd ones) so a drift in
+//! time hits both sides alike. Each round gives one volume/raw ratio per workload, computed
+//! from that round's own raw figure; the table reports the **median ratio** over the rounds
+//! and its spread (min–max), next to the median absolute figures.
 //!
 //! Without `--disk`, a sparse file under `--dir` attached as a loop device (direct IO) plays
 //! the disk. With `--disk DEV` a real disk is used and ITS CONTENT IS DESTROYED; `--wipe`
 //! must be given to confirm.
 //!
 //! ```text
-//! cargo run --release -p hwameistor-engine --bin engine-bench -- --size 256M --runtime 10
+//! cargo run --release -p hwameistor-engine --bin engine-bench -- --engines file --rounds 5 --runtime 5
 //! cargo run --release -p hwameistor-engine --bin engine-bench -- --disk /dev/sdb --wipe --size 1G
 //! # inside the tier-2 qemu guest (lvm and file on a virtio disk):
 //! cargo build -p hwameistor-engine --bin engine-bench && \
@@ -43,8 +52,11 @@ struct Args {
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     size: u64,
     /// Seconds per fio run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     runtime: u64,
+    /// Rounds of interleaved raw/volume runs (ratios are medians over the rounds).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Queue depth of the 4k random runs (the 1M sequential runs use 4).
     #[arg(long, default_value_t = 16)]
     iodepth: u32,
@@ -305,46 +317,133 @@ async fn main() -> Result<()> {
     result
 }
 
+/// One round's figures for the raw disk and for each engine (in `args.engines` order).
+struct Round {
+    raw: Figures,
+    volumes: Vec<(EngineKind, Figures)>,
+}
+
+async fn measure_engine(
+    r: &SharedRunner,
+    args: &Args,
+    disk: &Path,
+    kind: EngineKind,
+    round: u32,
+) -> Result<Figures> {
+    wipe(r, disk).await;
+    let (e, dev) = engine_volume(r, kind, args, disk).await?;
+    let res = measure(
+        r.as_ref(),
+        args,
+        &dev,
+        &format!("round {round}: {kind} volume"),
+    )
+    .await;
+    let _ = e.delete_volume(POOL, VOLUME).await;
+    res
+}
+
+async fn measure_raw(r: &SharedRunner, args: &Args, disk: &Path, round: u32) -> Result<Figures> {
+    wipe(r, disk).await;
+    measure(r.as_ref(), args, disk, &format!("round {round}: raw disk")).await
+}
+
+/// Median of `v` (mean of the two middle values for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
+}
+
 async fn bench(r: &SharedRunner, args: &Args, disk: &Path) -> Result<()> {
     let facts = probe_host(r.as_ref(), Path::new("/sys"), Path::new("/dev")).await;
-    wipe(r, disk).await;
-    let raw = measure(r.as_ref(), args, disk, "raw disk").await?;
-    let mut rows: Vec<(EngineKind, Figures)> = Vec::new();
+    let mut kinds = Vec::new();
     for kind in &args.engines {
         if *kind == EngineKind::Lvm && !(facts.device_mapper && facts.lvm2) {
             eprintln!("== lvm: skipped (no device-mapper or lvm2 on this host)");
             continue;
         }
-        wipe(r, disk).await;
-        let (e, dev) = engine_volume(r, *kind, args, disk).await?;
-        let res = measure(r.as_ref(), args, &dev, &format!("{kind} volume")).await;
-        let _ = e.delete_volume(POOL, VOLUME).await;
-        rows.push((*kind, res?));
+        if !kinds.contains(kind) {
+            kinds.push(*kind);
+        }
+    }
+    let mut rounds: Vec<Round> = Vec::new();
+    for round in 0..args.rounds {
+        // alternate the order so slow drift affects raw and volumes alike
+        let raw_first = round % 2 == 0;
+        let mut raw = None;
+        if raw_first {
+            raw = Some(measure_raw(r, args, disk, round).await?);
+        }
+        let mut volumes = Vec::new();
+        for kind in &kinds {
+            volumes.push((*kind, measure_engine(r, args, disk, *kind, round).await?));
+        }
+        if !raw_first {
+            raw = Some(measure_raw(r, args, disk, round).await?);
+        }
+        let raw = raw.context("raw figures")?;
+        rounds.push(Round { raw, volumes });
     }
     wipe(r, disk).await;
 
     println!(
-        "\nengine-bench: disk {}, size {} MiB, {} s per run, iodepth {} (4k) / 4 (1M)",
+        "\nengine-bench: disk {}, size {} MiB, {} s per run, iodepth {} (4k) / 4 (1M), {} interleaved rounds",
         disk.display(),
         args.size >> 20,
         args.runtime,
-        args.iodepth
+        args.iodepth,
+        args.rounds
+    );
+    println!(
+        "figures: medians over the rounds; ratio: median of the per-round volume/raw ratios [min-max]"
     );
     print!("{:<14}{:>18}", "workload", "raw");
-    for (k, _) in &rows {
-        print!("{:>18}{:>8}", format!("{k} volume"), "ratio");
+    for k in &kinds {
+        print!("{:>18}{:>22}", format!("{k} volume"), "ratio [spread]");
     }
     println!();
     for (i, w) in WORKLOADS.iter().enumerate() {
-        print!("{:<14}{:>18}", w.name, fmt_fig(raw[i], w.iops));
-        for (_, f) in &rows {
+        let raws: Vec<f64> = rounds.iter().map(|r| r.raw[i]).collect();
+        print!("{:<14}{:>18}", w.name, fmt_fig(median(&raws), w.iops));
+        for (j, _) in kinds.iter().enumerate() {
+            let vols: Vec<f64> = rounds.iter().map(|r| r.volumes[j].1[i]).collect();
+            let ratios: Vec<f64> = rounds
+                .iter()
+                .map(|r| 100.0 * r.volumes[j].1[i] / r.raw[i].max(f64::MIN_POSITIVE))
+                .collect();
+            let (lo, hi) = min_max(&ratios);
             print!(
-                "{:>18}{:>7.1}%",
-                fmt_fig(f[i], w.iops),
-                100.0 * f[i] / raw[i].max(f64::MIN_POSITIVE)
+                "{:>18}{:>22}",
+                fmt_fig(median(&vols), w.iops),
+                format!("{:.1}% [{lo:.0}-{hi:.0}%]", median(&ratios))
             );
         }
         println!();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_spread() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(min_max(&[2.0, 5.0, 1.0]), (1.0, 5.0));
+    }
 }

@@ -1,0 +1,306 @@
+//! What the standalone server holds on the host, taken at start and given back at stop.
+//!
+//! - [`reattach_pools`] (start, file engine): the file engine finds its pools through the
+//!   mounts of their disks under `<data-dir>/pools/<pool>/<fs-uuid>/`. A stop (or a reboot)
+//!   unmounts them, but the mount-point directories stay: they record which filesystem
+//!   (by UUID) belongs to which pool. At start every such directory that is not mounted is
+//!   matched to the block device carrying that filesystem UUID (`blkid`), and the engine's
+//!   `ensure_pool` mounts it again (it checks the pool marker in the filesystem, so a wrong
+//!   device is refused, never formatted: only devices that already hold that UUID are passed).
+//!   The lvm engine needs nothing here: LVM finds its volume groups by itself, and the node
+//!   agent activates the volumes at start.
+//! - [`release_host`] (stop): deactivate every volume (detaches the file engine's loop
+//!   devices), then unmount the pool filesystems. A volume the user still has mounted is
+//!   refused by the engine; it, its pool's mount and the disk under it stay, and the
+//!   returned [`Leftovers`] say so (the server logs them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hwameistor_engine::{EngineKind, POOL_PREFIX, SharedEngine};
+use hwameistor_exec::{Cmd, SharedRunner};
+
+/// Mount points at or below `root`, deepest first, from `/proc/self/mountinfo` text.
+pub fn mounts_below(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mount_entries(mountinfo)
+        .into_iter()
+        .map(|(_, target)| target)
+        .filter(|p| p.starts_with(root))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// (source, target) of every mount in `/proc/self/mountinfo` text.
+pub fn mount_entries(mountinfo: &str) -> Vec<(String, PathBuf)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let target = l.split(' ').nth(4)?;
+            // the source follows the " - <fstype> " separator
+            let (_, tail) = l.split_once(" - ")?;
+            let source = tail.split(' ').nth(1)?;
+            Some((
+                unescape_mount(source),
+                PathBuf::from(unescape_mount(target)),
+            ))
+        })
+        .collect()
+}
+
+/// Undo the octal escapes (`\040` for a space) of mountinfo paths.
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn read_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+/// Pool disk directories under `pools_root` that are not mounted: pool name → filesystem
+/// UUIDs (directory names).
+pub fn unmounted_pool_disks(pools_root: &Path, mountinfo: &str) -> BTreeMap<String, Vec<String>> {
+    let mounted: Vec<PathBuf> = mount_entries(mountinfo)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let Ok(pools) = std::fs::read_dir(pools_root) else {
+        return out;
+    };
+    for pool in pools.flatten() {
+        let pname = pool.file_name().to_string_lossy().into_owned();
+        if !pname.starts_with(POOL_PREFIX) || !pool.path().is_dir() {
+            continue;
+        }
+        let Ok(disks) = std::fs::read_dir(pool.path()) else {
+            continue;
+        };
+        for d in disks.flatten() {
+            let id = d.file_name().to_string_lossy().into_owned();
+            if !d.path().is_dir()
+                || mounted.contains(&d.path())
+                || hwameistor_core::names::validate("disk id", &id).is_err()
+            {
+                continue;
+            }
+            out.entry(pname.clone()).or_default().push(id);
+        }
+    }
+    for ids in out.values_mut() {
+        ids.sort();
+    }
+    out
+}
+
+/// Mount again the file engine's pool disks that a stop or reboot unmounted (see the module
+/// doc). Returns the pools that were brought back. Failures are logged, not fatal: the
+/// node agent then reports the pool as missing.
+pub async fn reattach_pools(
+    engine: &SharedEngine,
+    pools_root: &Path,
+    runner: &SharedRunner,
+) -> Vec<String> {
+    if engine.kind() != EngineKind::File {
+        return Vec::new();
+    }
+    let mut back = Vec::new();
+    for (pool, ids) in unmounted_pool_disks(pools_root, &read_mountinfo()) {
+        let mut devs = Vec::new();
+        for id in &ids {
+            let cmd = Cmd::new("blkid")
+                .args(["-c", "/dev/null", "-o", "device", "-t"])
+                .arg(format!("UUID={id}"))
+                .timeout(Duration::from_secs(60));
+            match runner.output(&cmd).await {
+                Ok(out) => match out.stdout.lines().map(str::trim).find(|l| !l.is_empty()) {
+                    Some(dev) => devs.push(PathBuf::from(dev)),
+                    None => {
+                        tracing::warn!(pool = %pool, uuid = %id, "pool disk not found on this host (no block device has this filesystem UUID)")
+                    }
+                },
+                Err(e) => tracing::warn!(pool = %pool, uuid = %id, error = %e, "blkid failed"),
+            }
+        }
+        if devs.is_empty() {
+            continue;
+        }
+        match engine.ensure_pool(&pool, &devs).await {
+            Ok(info) => {
+                tracing::info!(pool = %pool, disks = ?devs, total_bytes = info.total_bytes, "pool disks mounted again");
+                back.push(pool);
+            }
+            Err(e) => {
+                tracing::warn!(pool = %pool, disks = ?devs, error = %e, "could not mount the pool disks again")
+            }
+        }
+    }
+    back
+}
+
+/// What [`release_host`] had to leave because the user still uses it.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// `pool/volume: reason` of volumes left active.
+    pub volumes: Vec<String>,
+    /// Pool filesystems left mounted.
+    pub mounts: Vec<PathBuf>,
+    /// Devices (sources) of the mounts left behind.
+    pub devices: Vec<PathBuf>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty() && self.mounts.is_empty()
+    }
+}
+
+/// Release what the engine holds on the host when the server stops: deactivate every volume
+/// (a volume the user still has mounted stays: the engine refuses), then, for the file
+/// engine, unmount the pool filesystems under `pools_root` (one that still backs an active
+/// volume stays busy).
+pub async fn release_host(
+    engine: &SharedEngine,
+    pools_root: &Path,
+    runner: &SharedRunner,
+) -> Leftovers {
+    let mut left = Leftovers::default();
+    match engine.list_volumes(None).await {
+        Ok(vols) => {
+            for v in vols {
+                match engine.deactivate_volume(&v.pool, &v.name).await {
+                    Ok(()) => {
+                        tracing::debug!(pool = %v.pool, volume = %v.name, "volume deactivated")
+                    }
+                    Err(e) => left.volumes.push(format!("{}/{}: {e}", v.pool, v.name)),
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list volumes to deactivate them");
+            left.volumes.push(format!("*: could not list volumes: {e}"));
+        }
+    }
+    if engine.kind() != EngineKind::File {
+        return left;
+    }
+    let info = read_mountinfo();
+    let entries = mount_entries(&info);
+    for target in mounts_below(&info, pools_root) {
+        let cmd = Cmd::new("umount")
+            .arg(target.display().to_string())
+            .timeout(Duration::from_secs(30));
+        // a just-detached loop device releases its file asynchronously: retry briefly, but
+        // not for a pool that still backs a volume left active
+        let tries = if left.volumes.is_empty() { 10 } else { 3 };
+        let mut last = None;
+        for _ in 0..tries {
+            match runner.run(&cmd).await {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        match last {
+            None => tracing::info!(mount = %target.display(), "pool filesystem unmounted"),
+            Some(e) => {
+                tracing::debug!(mount = %target.display(), error = %e, "pool filesystem busy");
+                if let Some((src, _)) = entries.iter().find(|(_, t)| *t == target) {
+                    left.devices.push(PathBuf::from(src));
+                }
+                left.mounts.push(target);
+            }
+        }
+    }
+    left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MI: &str = "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+40 22 7:0 / /data/pools/LocalStorage_PoolHDD/u1 rw - xfs /dev/loop0 rw
+41 40 7:2 / /data/pools/LocalStorage_PoolHDD/u1/x rw - xfs /dev/loop2 rw
+42 22 7:1 / /data/pools/LocalStorage_PoolHDD/with\\040space rw - xfs /dev/loop1 rw
+43 22 7:3 / /data/poolsX rw shared:5 - xfs /dev/loop3 rw
+";
+
+    #[test]
+    fn finds_mounts_below_a_root_deepest_first() {
+        let m = mounts_below(MI, Path::new("/data/pools"));
+        assert_eq!(
+            m,
+            vec![
+                PathBuf::from("/data/pools/LocalStorage_PoolHDD/u1/x"),
+                PathBuf::from("/data/pools/LocalStorage_PoolHDD/u1"),
+                PathBuf::from("/data/pools/LocalStorage_PoolHDD/with space"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_sources_after_optional_fields() {
+        let e = mount_entries(MI);
+        assert_eq!(e[0], ("/dev/sda1".into(), PathBuf::from("/")));
+        assert_eq!(e[4], ("/dev/loop3".into(), PathBuf::from("/data/poolsX")));
+    }
+
+    #[test]
+    fn lists_pool_disk_directories_that_are_not_mounted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for d in [
+            "LocalStorage_PoolHDD/aaaa-1",
+            "LocalStorage_PoolHDD/bbbb-2",
+            "LocalStorage_PoolSSD/cccc-3",
+            "not-a-pool/dddd-4",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("LocalStorage_PoolSSD/file"), "").unwrap();
+        let mi = format!(
+            "40 22 7:0 / {} rw - xfs /dev/loop0 rw\n",
+            root.join("LocalStorage_PoolHDD/bbbb-2").display()
+        );
+        let got = unmounted_pool_disks(root, &mi);
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                (
+                    "LocalStorage_PoolHDD".to_string(),
+                    vec!["aaaa-1".to_string()]
+                ),
+                (
+                    "LocalStorage_PoolSSD".to_string(),
+                    vec!["cccc-3".to_string()]
+                ),
+            ])
+        );
+        assert!(unmounted_pool_disks(&root.join("missing"), "").is_empty());
+    }
+}
