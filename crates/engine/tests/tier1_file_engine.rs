@@ -7,104 +7,25 @@
 //! test fails.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use hwameistor_engine::file::FileEngine;
 use hwameistor_engine::file::loopdev::{self, Losetup};
 use hwameistor_engine::fs::{self, FsType, MkfsOutcome};
 use hwameistor_engine::qos::{self, CgroupVersion, QosLimits, Throttler};
 use hwameistor_engine::{Error, FileEngineConfig, PoolFsType, VolumeEngine, VolumeOptions};
 use hwameistor_exec::{Cmd, Runner, SharedRunner, TokioRunner};
+use hwameistor_testkit::block::blockdev_size;
+use hwameistor_testkit::cgroup::{self, CgroupVisit};
+use hwameistor_testkit::data::{pattern, write_synced as write_file};
+use hwameistor_testkit::host::{CAP_SYS_RESOURCE, has_cap};
+use hwameistor_testkit::{GI, MI, Sandbox};
 
 const POOL: &str = "LocalStorage_PoolHDD";
-const MI: u64 = 1024 * 1024;
-const GI: u64 = 1024 * MI;
-
-/// Run a command to completion from synchronous code (Drop), on a private runtime in its
-/// own thread so it works inside or outside a tokio runtime.
-fn run_sync(cmd: Cmd) -> Option<String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.run(&cmd)).ok().map(|o| o.stdout)
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-/// Owns a temporary directory; on drop unmounts and detaches everything below it.
-struct Sandbox {
-    root: PathBuf,
-}
-
-impl Sandbox {
-    fn new(name: &str) -> Result<Self> {
-        let root = PathBuf::from(format!("/tmp/hwameistor-t1-{name}-{}", std::process::id()));
-        let s = Sandbox { root };
-        s.cleanup();
-        std::fs::create_dir_all(&s.root)?;
-        Ok(s)
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p)
-    }
-
-    fn cleanup(&self) {
-        let lo = Losetup {
-            timeout: Duration::from_secs(30),
-        };
-        for _ in 0..3 {
-            // Mounts below the root, deepest first.
-            if let Some(out) = run_sync(Cmd::new("findmnt").args([
-                "-J",
-                "-l",
-                "-o",
-                "SOURCE,TARGET,FSTYPE,OPTIONS",
-            ])) && let Ok(mounts) = fs::parse_findmnt(&out)
-            {
-                let mut targets: Vec<PathBuf> = mounts
-                    .into_iter()
-                    .map(|m| m.target)
-                    .filter(|t| t.starts_with(&self.root))
-                    .collect();
-                targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
-                for t in targets {
-                    run_sync(Cmd::new("umount").arg(t.to_string_lossy()));
-                }
-            }
-            // Loop devices backed by files below the root (volumes before disks: deeper
-            // paths first).
-            if let Some(out) = run_sync(lo.list())
-                && let Ok(mut loops) = loopdev::parse_losetup(&out)
-            {
-                loops.retain(|l| {
-                    l.back_file
-                        .starts_with(self.root.to_string_lossy().as_ref())
-                });
-                loops.sort_by_key(|l| std::cmp::Reverse(l.back_file.len()));
-                for l in loops {
-                    run_sync(lo.detach(&l.name));
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
 
 fn runner() -> SharedRunner {
     TokioRunner::shared()
@@ -112,18 +33,7 @@ fn runner() -> SharedRunner {
 
 /// A sparse file attached as a loop device: a pool "disk".
 async fn loop_disk(sb: &Sandbox, name: &str, size: u64) -> Result<PathBuf> {
-    let dir = sb.path("disks");
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{name}.img"));
-    std::fs::File::create(&file)?.set_len(size)?;
-    let out = TokioRunner
-        .run(
-            &Cmd::new("losetup")
-                .args(["--show", "-f"])
-                .arg(file.to_string_lossy()),
-        )
-        .await?;
-    Ok(PathBuf::from(out.stdout.trim()))
+    Ok(sb.loop_disk(name, size).await?.dev)
 }
 
 fn engine(sb: &Sandbox) -> FileEngine {
@@ -152,29 +62,8 @@ async fn loops_backing(file: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
-
-fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
-}
-
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
-    std::fs::File::open(path)?.read_to_end(&mut v)?;
-    Ok(v)
+    Ok(std::fs::read(path)?)
 }
 
 #[tokio::test]
@@ -309,18 +198,8 @@ async fn file_engine_end_to_end() -> Result<()> {
     let before = fs::stats(&mnt)?;
     let v = e.extend_volume(POOL, "pvc-t1", 400 * MI).await?;
     ensure!(v.size_bytes == 400 * MI, "{v:?}");
-    let out = TokioRunner
-        .run(
-            &Cmd::new("blockdev")
-                .arg("--getsize64")
-                .arg(dev.to_string_lossy()),
-        )
-        .await?;
-    ensure!(
-        out.stdout.trim() == (400 * MI).to_string(),
-        "loop size {}",
-        out.stdout
-    );
+    let size = blockdev_size(&dev).await?;
+    ensure!(size == 400 * MI, "loop size {size}");
     fs::grow(r.as_ref(), &dev, &mnt).await?;
     let after = fs::stats(&mnt)?;
     ensure!(
@@ -341,18 +220,8 @@ async fn file_engine_end_to_end() -> Result<()> {
         .set_len(408 * MI)?;
     let v = e.extend_volume(POOL, "pvc-t1", 408 * MI).await?;
     ensure!(v.size_bytes == 408 * MI);
-    let out = TokioRunner
-        .run(
-            &Cmd::new("blockdev")
-                .arg("--getsize64")
-                .arg(dev.to_string_lossy()),
-        )
-        .await?;
-    ensure!(
-        out.stdout.trim() == (408 * MI).to_string(),
-        "refreshed: {}",
-        out.stdout
-    );
+    let size = blockdev_size(&dev).await?;
+    ensure!(size == 408 * MI, "refreshed: {size}");
 
     // Orphans: a volume nobody knows is reported, not deleted.
     let orphans = e.find_orphans(&HashSet::new()).await?;
@@ -490,69 +359,16 @@ async fn file_engine_snapshots_by_reflink() -> Result<()> {
     Ok(())
 }
 
-/// Puts this test process into a cgroup while a child is spawned, and back afterwards.
-struct CgroupGuard {
-    throttler: Throttler,
-    original: PathBuf,
-}
-
-impl CgroupGuard {
-    fn new(t: Throttler) -> Result<Self> {
-        let original = own_cgroup(t.version)?;
-        Ok(CgroupGuard {
-            throttler: t,
-            original,
-        })
-    }
-
-    /// Run `cmd` as a child of this process while it sits in the throttled cgroup; the child
-    /// inherits the cgroup. Returns the elapsed wall time.
-    async fn run_inside(&self, cmd: Cmd) -> Result<Duration> {
-        self.throttler.add_process(std::process::id())?;
-        let start = Instant::now();
-        let res = TokioRunner.run(&cmd).await;
-        let elapsed = start.elapsed();
-        self.leave()?;
-        res?;
-        Ok(elapsed)
-    }
-
-    fn leave(&self) -> Result<()> {
-        std::fs::write(
-            self.original.join("cgroup.procs"),
-            std::process::id().to_string(),
-        )
-        .with_context(|| format!("back to {}", self.original.display()))
-    }
-}
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        let _ = self.leave();
-        let _ = std::fs::remove_dir(&self.throttler.dir);
-    }
-}
-
 /// The cgroup directory this process is in, for the hierarchy `version` uses.
 fn own_cgroup(version: CgroupVersion) -> Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup")?;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrl, path) = (parts.next(), parts.next(), parts.next());
-        let path = path.unwrap_or("/").trim_start_matches('/');
-        match (version, ctrl) {
-            (CgroupVersion::V1, Some(c)) if c.split(',').any(|x| x == "blkio") => {
-                return Ok(Path::new("/sys/fs/cgroup/blkio").join(path));
-            }
-            (CgroupVersion::V2, Some("")) => return Ok(Path::new("/sys/fs/cgroup").join(path)),
-            _ => {}
-        }
-    }
-    bail!("cannot find own cgroup for {version}")
+    Ok(match version {
+        CgroupVersion::V1 => cgroup::own_v1_dir("blkio")?,
+        CgroupVersion::V2 => Path::new("/sys/fs/cgroup").join(cgroup::own_v2()?),
+    })
 }
 
 /// Direct-IO dd of `mib` MiB to/from `dev` and its throughput in bytes/s.
-async fn dd_rate(g: &CgroupGuard, dev: &Path, write: bool, mib: u64) -> Result<f64> {
+async fn dd_rate(g: &CgroupVisit, dev: &Path, write: bool, mib: u64) -> Result<f64> {
     let devs = dev.to_string_lossy();
     let cmd = if write {
         Cmd::new("dd").args([
@@ -589,7 +405,7 @@ async fn file_engine_volume_throttled_by_cgroup() -> Result<()> {
     let root = Path::new("/sys/fs/cgroup");
     let version = qos::detect_version(root)?;
     let t = Throttler::named(root, &format!("hwameistor-t1-{}", std::process::id()))?;
-    let g = CgroupGuard::new(t.clone())?;
+    let g = CgroupVisit::new(&t.dir, own_cgroup(t.version)?);
 
     let limit = 3 * MI;
     t.apply(&v.device_path, &QosLimits::symmetric(None, Some(limit)))?;
@@ -677,19 +493,6 @@ async fn block_mode_bind_mount() -> Result<()> {
     Ok(())
 }
 
-/// True if this process may exceed filesystem limits (ext4 online resize needs it).
-fn has_cap_sys_resource() -> bool {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_owned()))
-        })
-        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
-}
-
 #[tokio::test]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn ext4_volume_mkfs_mount_and_grow() -> Result<()> {
@@ -715,7 +518,7 @@ async fn ext4_volume_mkfs_mount_and_grow() -> Result<()> {
     );
     e.extend_volume(POOL, "pvc-ext4", 128 * MI).await?;
     let res = fs::grow(r.as_ref(), &dev, &mnt).await;
-    if has_cap_sys_resource() {
+    if has_cap(CAP_SYS_RESOURCE) {
         res?;
         let after = fs::stats(&mnt)?;
         ensure!(

@@ -33,6 +33,8 @@
 //! - [`block`]: `blockdev --getsize64`, loop attach/grow/detach, mount table lookups.
 //! - [`data`]: deterministic patterns, write-and-read-back checks, direct-IO `dd` copies,
 //!   digests.
+//! - [`cgroup`]: run a child inside a test cgroup (IO throttling measurements), find this
+//!   process's own cgroup.
 //! - [`host`]: run a command to completion from synchronous code (Drop guards), capability
 //!   checks.
 //! - [`tier2`]: the qemu guest (assert we are inside it), LVM command lines, an LVM/LUKS
@@ -45,6 +47,7 @@
 //! Being test-only, the crate reports errors as `anyhow::Error`, the tests' own error type.
 
 pub mod block;
+pub mod cgroup;
 pub mod data;
 pub mod host;
 mod sandbox;
