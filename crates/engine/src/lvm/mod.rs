@@ -14,10 +14,13 @@
 //!   per engine so free-space checks and the command that consumes the space do not race.
 //! - Snapshots are read-only copy-on-write LVs (`lvcreate -s`), restored by copying the
 //!   snapshot into a new LV (`dd`), rolled back by `lvconvert --merge --background` (progress: [`merge`]).
+//! - Thin provisioning ([`thin`]): one thin pool `LocalStorage_ThinPool` per VG on request,
+//!   thin volumes within its over-provision ratio, thin snapshots of thin volumes.
 
 pub mod cmd;
 pub mod merge;
 pub mod report;
+pub mod thin;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,7 @@ use crate::types::{
 
 pub use cmd::Lvm;
 pub use report::{LvReport, PvReport, ReportError, VgReport};
+pub use thin::{THIN_POOL_LV, ThinPoolInfo, ThinPoolRequest};
 
 const ENGINE: EngineKind = EngineKind::Lvm;
 
@@ -208,7 +212,7 @@ impl LvmEngine {
         let lvs = self.all_lvs(op, Some(&vg.name)).await?;
         let mut volumes: Vec<String> = lvs
             .iter()
-            .filter(|l| l.has_tag(&self.cfg.tag))
+            .filter(|l| l.has_tag(&self.cfg.tag) && !l.is_thin_pool())
             .map(|l| l.name.clone())
             .collect();
         volumes.sort();
@@ -378,11 +382,14 @@ impl VolumeEngine for LvmEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         if opts.thin {
-            return Err(Error::Unsupported {
-                op: OP,
-                engine: ENGINE,
-                detail: Some("thin provisioning is not implemented yet".into()),
-            });
+            if opts.striped {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    ctx: Context::volume(pool, volume),
+                    message: "a thin volume lives in the thin pool and cannot be striped".into(),
+                });
+            }
+            return self.create_thin_volume(pool, volume, size_bytes).await;
         }
         let _g = self.lock.lock().await;
         let vg = self
@@ -394,7 +401,9 @@ impl VolumeEngine for LvmEngine {
             })?;
         let size = round_up_to_extent(size_bytes, vg.extent_size);
         let stripes = if opts.striped { vg.pv_count.max(1) } else { 1 };
-        let matches = |l: &LvReport| l.size >= size && (l.stripes == stripes || !opts.striped);
+        let matches = |l: &LvReport| {
+            l.size >= size && (l.stripes == stripes || !opts.striped) && !l.is_thin()
+        };
         if let Some(l) = self.lv(OP, pool, volume).await? {
             if matches(&l) {
                 return Ok(self.volume_info(&l));
@@ -510,7 +519,10 @@ impl VolumeEngine for LvmEngine {
                 requested: size,
             });
         }
-        if size - l.size > vg.free {
+        if l.is_thin() {
+            self.check_thin_growth(OP, pool, volume, size - l.size)
+                .await?;
+        } else if size - l.size > vg.free {
             return Err(insufficient(OP, pool, volume, size - l.size, vg.free));
         }
         match self
@@ -547,7 +559,7 @@ impl VolumeEngine for LvmEngine {
         Ok(self
             .lv("stat volume", pool, volume)
             .await?
-            .filter(|l| !l.is_snapshot())
+            .filter(|l| !l.is_snapshot() && !l.is_thin_pool())
             .map(|l| self.volume_info(&l)))
     }
 
@@ -615,7 +627,12 @@ impl VolumeEngine for LvmEngine {
         let lvs = self.all_lvs(OP, pool).await?;
         Ok(lvs
             .iter()
-            .filter(|l| ours.contains(&l.vg_name) && l.has_tag(&self.cfg.tag) && !l.is_snapshot())
+            .filter(|l| {
+                ours.contains(&l.vg_name)
+                    && l.has_tag(&self.cfg.tag)
+                    && !l.is_snapshot()
+                    && !l.is_thin_pool()
+            })
             .map(|l| self.volume_info(l))
             .collect())
     }
@@ -659,6 +676,12 @@ impl VolumeEngine for LvmEngine {
                 pool: pool.to_owned(),
                 volume: volume.to_owned(),
             })?;
+        if origin.is_thin() {
+            // A thin snapshot shares the origin's blocks: no size, no VG space.
+            return self
+                .create_thin_snapshot_locked(pool, volume, snapshot)
+                .await;
+        }
         let size = round_up_to_extent(
             if size_bytes == 0 {
                 origin.size
@@ -778,6 +801,22 @@ impl VolumeEngine for LvmEngine {
                 pool: pool.to_owned(),
                 volume: new_volume.to_owned(),
             })
+    }
+
+    async fn thin_pool(&self, pool: &str) -> Result<Option<ThinPoolInfo>> {
+        validate_pool(pool)?;
+        if self.our_vg("thin pool", pool).await?.is_none() {
+            return Ok(None);
+        }
+        self.read_thin_pool("thin pool", pool).await
+    }
+
+    async fn ensure_thin_pool(&self, pool: &str, req: &ThinPoolRequest) -> Result<ThinPoolInfo> {
+        self.ensure_thin_pool_impl(pool, req).await
+    }
+
+    async fn remove_thin_pool(&self, pool: &str) -> Result<()> {
+        self.remove_thin_pool_impl(pool).await
     }
 
     async fn rollback_snapshot(&self, pool: &str, volume: &str, snapshot: &str) -> Result<()> {
