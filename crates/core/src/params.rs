@@ -512,15 +512,8 @@ impl LvmParams {
         let pvc = PvcRef::take(&mut p)?;
         reject_unknown(&p, "lvm.hwameistor.io")?;
         // Parsed and checked above so that a mistake is reported as such; refused here
-        // because the data path does not exist yet. Accepting them would silently give a
-        // thick volume, or worse, a volume written in plain text.
-        if thin {
-            return Err(ParamError::unsupported(
-                keys::THIN,
-                "true",
-                "thin volumes are not implemented yet: no node creates a thin pool",
-            ));
-        }
+        // because the data path does not exist yet. Accepting it would silently give a
+        // volume written in plain text.
         if let Some(e) = &encrypt {
             return Err(ParamError::unsupported(
                 keys::ENCRYPT_SECRET,
@@ -784,11 +777,20 @@ mod tests {
     }
 
     #[test]
-    fn thin_volume_is_refused_until_thin_pools_exist() {
-        let e = lvm(&[("thin", "true")]).unwrap_err();
-        assert!(matches!(e, ParamError::Unsupported { .. }), "{e}");
-        err_names(e, "thin");
+    fn thin_volume_parameters() {
+        // A thin volume in the pool's thin pool (ThinPoolClaim); placement counts its
+        // provisioned size against the thin pool's size × over-provision ratio.
+        let p = lvm(&[("thin", "true")]).unwrap();
+        assert!(p.thin && !p.striped && p.replica_number == 1);
+        assert!(lvm(&[("thin", " TRUE ")]).unwrap().thin);
         assert!(!lvm(&[("thin", "false")]).unwrap().thin);
+        assert!(!lvm(&[]).unwrap().thin);
+        // Ill-formed values name the parameter.
+        for bad in ["yes", "1", "thin", "on"] {
+            let e = lvm(&[("thin", bad)]).unwrap_err();
+            assert!(matches!(e, ParamError::Invalid { .. }), "{e}");
+            err_names(e, "thin");
+        }
         err_names(
             lvm(&[("thin", "true"), ("replicaNumber", "2")]).unwrap_err(),
             "thin",

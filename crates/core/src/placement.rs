@@ -37,6 +37,18 @@
 //!   and the free capacity (including reservations), and the pool has a free volume slot
 //!   ([`MAX_VOLUMES_PER_POOL`]);
 //! - score = `(1 − required/free) × 100`, ties broken by node name so plans are deterministic.
+//!
+//! # Thin volumes
+//!
+//! A thin volume takes no space from its pool's volume group when it is created; it takes
+//! *provisioned* capacity from the pool's thin pool, which may hand out up to
+//! `data size × over-provision ratio` ([`crate::snapshot::ThinPool`]). The ledger accounts
+//! thin volumes in a separate ledger pool, [`ledger_pool`]`(pool, true)` = `<pool>/thin`,
+//! whose report ([`thin_pool_report`]) has `total = size × ratio` and `used = provisioned`.
+//! Every rule above (reservations until reported, no double counting, settle, release)
+//! applies unchanged, so placement never provisions beyond the ratio. A node without a thin
+//! pool (no ThinPoolClaim yet, or a file-engine node) has no such ledger pool and is refused
+//! with [`PlacementError::NoThinPool`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +69,10 @@ pub enum PlacementError {
     NodeNotReady { node: String },
     #[error("node {node:?} has no pool {pool:?}")]
     NoSuchPool { node: String, pool: String },
+    #[error(
+        "node {node:?} has no thin pool in pool {pool:?} (create one with a ThinPoolClaim; nodes with the file engine have none)"
+    )]
+    NoThinPool { node: String, pool: String },
     #[error(
         "insufficient free space in pool {pool:?} on node {node:?}: need {needed_bytes} bytes, {free_bytes} free"
     )]
@@ -213,9 +229,15 @@ impl CapacityLedger {
             .ok_or_else(|| PlacementError::UnknownNode {
                 node: node.to_owned(),
             })?;
-        n.pools.get(pool).ok_or_else(|| PlacementError::NoSuchPool {
-            node: node.to_owned(),
-            pool: pool.to_owned(),
+        n.pools.get(pool).ok_or_else(|| match thin_base_pool(pool) {
+            Some(base) => PlacementError::NoThinPool {
+                node: node.to_owned(),
+                pool: base.to_owned(),
+            },
+            None => PlacementError::NoSuchPool {
+                node: node.to_owned(),
+                pool: pool.to_owned(),
+            },
         })
     }
 
@@ -374,12 +396,48 @@ impl CapacityLedger {
     }
 }
 
+/// Suffix of the ledger pool that accounts a pool's thin volumes (see the module docs).
+pub const THIN_LEDGER_SUFFIX: &str = "/thin";
+
+/// The ledger pool of a volume in `pool`: `pool` itself for thick volumes, `<pool>/thin` for
+/// thin ones. (`/` never occurs in pool names, so the two never collide.)
+pub fn ledger_pool(pool: &str, thin: bool) -> String {
+    if thin {
+        format!("{pool}{THIN_LEDGER_SUFFIX}")
+    } else {
+        pool.to_owned()
+    }
+}
+
+/// The pool whose thin pool a ledger pool stands for, `None` for a thick ledger pool.
+pub fn thin_base_pool(ledger_pool: &str) -> Option<&str> {
+    ledger_pool.strip_suffix(THIN_LEDGER_SUFFIX)
+}
+
+/// The ledger report of a thin pool: capacity `size × ratio`, used = what the node reports
+/// provisioned (thin volumes' virtual sizes + what thin snapshots hold), `volumes` = the thin
+/// volumes' virtual sizes by name. No per-volume limit besides the free provisionable bytes.
+pub fn thin_pool_report(
+    pool: &crate::snapshot::ThinPool,
+    volumes: BTreeMap<String, u64>,
+) -> PoolReport {
+    PoolReport {
+        total_bytes: pool.limit_bytes(),
+        used_bytes: pool.provisioned_bytes,
+        volume_bytes_limit: 0,
+        max_volumes: MAX_VOLUMES_PER_POOL,
+        used_volumes: u32::try_from(volumes.len()).unwrap_or(u32::MAX),
+        volumes,
+    }
+}
+
 /// A request to place the missing replicas of one volume.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlacementRequest {
     /// Volume name (the reservation key).
     pub volume: String,
-    /// Pool name (`LocalStorage_PoolHDD`, ...).
+    /// Ledger pool name: `LocalStorage_PoolHDD`, ..., or [`ledger_pool`]`(pool, true)` for a
+    /// thin volume.
     pub pool: String,
     /// Required capacity; rounded up to extents.
     pub required_bytes: u64,
@@ -789,8 +847,179 @@ mod tests {
         l.settle();
     }
 
+    // --- thin ---------------------------------------------------------------------------
+
+    use crate::snapshot::ThinPool;
+
+    fn thin_node(vg_total: u64, thin: Option<(u64, f64, u64)>) -> NodeReport {
+        let mut pools = BTreeMap::from([(POOL.to_owned(), PoolReport::empty(vg_total))]);
+        if let Some((size, ratio, provisioned)) = thin {
+            let tp = ThinPool {
+                size_bytes: size,
+                over_provision_ratio: ratio,
+                provisioned_bytes: provisioned,
+            };
+            pools.insert(
+                ledger_pool(POOL, true),
+                thin_pool_report(&tp, BTreeMap::new()),
+            );
+        }
+        NodeReport { ready: true, pools }
+    }
+
+    fn thin_req(volume: &str, bytes: u64) -> PlacementRequest {
+        PlacementRequest {
+            volume: volume.into(),
+            pool: ledger_pool(POOL, true),
+            required_bytes: bytes,
+            replicas: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn thin_ledger_pool_names() {
+        assert_eq!(ledger_pool(POOL, false), POOL);
+        assert_eq!(ledger_pool(POOL, true), "LocalStorage_PoolHDD/thin");
+        assert_eq!(thin_base_pool("LocalStorage_PoolHDD/thin"), Some(POOL));
+        assert_eq!(thin_base_pool(POOL), None);
+    }
+
+    #[test]
+    fn thin_volumes_count_provisioned_size_up_to_the_ratio() {
+        let mut l = CapacityLedger::new();
+        // A 2 GiB thin pool with ratio 2.5: 5 GiB may be provisioned, whatever the VG holds.
+        l.set_node("n1", thin_node(3 * GIB, Some((2 * GIB, 2.5, 0))));
+        for i in 0..5 {
+            assert_eq!(
+                plan_and_reserve(&mut l, &thin_req(&format!("t{i}"), GIB)).unwrap(),
+                ["n1"]
+            );
+        }
+        let err = plan_and_reserve(&mut l, &thin_req("t5", 4 << 20)).unwrap_err();
+        assert!(err.to_string().contains("insufficient free space"), "{err}");
+        // Thin reservations do not touch the VG's (thick) capacity, nor the reverse.
+        assert_eq!(l.usage("n1", POOL).unwrap().committed_bytes, 0);
+        l.reserve("n1", POOL, "thick", 3 * GIB).unwrap();
+        l.release_volume("t0");
+        plan_and_reserve(&mut l, &thin_req("t5", GIB)).unwrap();
+        let u = l.usage("n1", &ledger_pool(POOL, true)).unwrap();
+        assert_eq!((u.total_bytes, u.committed_bytes), (5 * GIB, 5 * GIB));
+    }
+
+    #[test]
+    fn thin_placement_skips_nodes_without_a_thin_pool() {
+        let mut l = CapacityLedger::new();
+        l.set_node("file-node", thin_node(100 * GIB, None));
+        let err = plan(&l, &thin_req("t", GIB)).unwrap_err();
+        assert!(
+            err.to_string().contains("has no thin pool")
+                && err.to_string().contains("ThinPoolClaim"),
+            "{err}"
+        );
+        assert!(matches!(
+            l.check("file-node", &ledger_pool(POOL, true), "t", GIB),
+            Err(PlacementError::NoThinPool { .. })
+        ));
+        l.set_node("lvm-node", thin_node(GIB, Some((GIB, 4.0, 3 * GIB))));
+        assert_eq!(plan(&l, &thin_req("t", GIB)).unwrap(), ["lvm-node"]);
+        // The node's report of what is already provisioned counts (here 3 of 4 GiB).
+        assert!(plan(&l, &thin_req("t", GIB + 1)).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Thin: no sequence of create/expand/delete/report provisions beyond
+        /// `size × ratio` on any node, and once everything is reported no reservation is left
+        /// behind.
+        #[test]
+        fn thin_no_sequence_overcommits_or_leaks(
+            ops in proptest::collection::vec(op(), 1..80),
+            pools in proptest::collection::vec((1u64..4, 10u32..40), 1..4),
+        ) {
+            let tpool = ledger_pool(POOL, true);
+            // (node, thin pool size, ratio)
+            let nodes: Vec<(String, u64, f64)> = pools
+                .iter()
+                .enumerate()
+                .map(|(i, (g, r))| (format!("n{i}"), g * GIB, f64::from(*r) / 10.0))
+                .collect();
+            let limit = |n: &str| {
+                let (_, size, ratio) = nodes.iter().find(|(m, _, _)| m == n).unwrap();
+                ThinPool { size_bytes: *size, over_provision_ratio: *ratio, provisioned_bytes: 0 }
+                    .limit_bytes()
+            };
+            let reported = |l: &mut CapacityLedger, host: &BTreeMap<String, (String, u64)>| {
+                for (n, size, ratio) in &nodes {
+                    let vols: BTreeMap<String, u64> = host
+                        .iter()
+                        .filter(|(_, (hn, _))| hn == n)
+                        .map(|(v, (_, s))| (v.clone(), *s))
+                        .collect();
+                    let tp = ThinPool {
+                        size_bytes: *size,
+                        over_provision_ratio: *ratio,
+                        provisioned_bytes: vols.values().sum(),
+                    };
+                    let mut r = thin_node(GIB, None);
+                    r.pools.insert(tpool.clone(), thin_pool_report(&tp, vols));
+                    l.set_node(n.clone(), r);
+                }
+                l.settle();
+            };
+            let mut l = CapacityLedger::new();
+            reported(&mut l, &BTreeMap::new());
+            let mut desired: BTreeMap<String, (String, u64)> = BTreeMap::new();
+            let mut host: BTreeMap<String, (String, u64)> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Create { vol, bytes, .. } => {
+                        let name = format!("v{vol}");
+                        if desired.contains_key(&name) { continue; }
+                        if let Ok(chosen) = plan_and_reserve(&mut l, &thin_req(&name, bytes)) {
+                            prop_assert_eq!(chosen.len(), 1);
+                            desired.insert(name, (chosen[0].clone(), round_up_to_extent(bytes)));
+                        }
+                    }
+                    Op::Expand { vol, bytes } => {
+                        let name = format!("v{vol}");
+                        let Some((n, size)) = desired.get(&name).cloned() else { continue };
+                        if round_up_to_extent(bytes) >= size
+                            && l.reserve(&n, &tpool, &name, bytes).is_ok()
+                        {
+                            desired.insert(name, (n, round_up_to_extent(bytes)));
+                        }
+                    }
+                    Op::Delete { vol } => {
+                        let name = format!("v{vol}");
+                        desired.remove(&name);
+                        host.remove(&name);
+                        l.release_volume(&name);
+                    }
+                    Op::Report => {
+                        host = desired.clone();
+                        reported(&mut l, &host);
+                    }
+                }
+                assert_not_overcommitted(&l);
+                for (n, _, _) in &nodes {
+                    let provisioned: u64 =
+                        desired.values().filter(|(hn, _)| hn == n).map(|(_, s)| s).sum();
+                    prop_assert!(provisioned <= limit(n), "{} provisions {} > {}", n, provisioned, limit(n));
+                }
+            }
+            host = desired.clone();
+            reported(&mut l, &host);
+            prop_assert!(l.reservations().is_empty(), "left behind: {:?}", l.reservations());
+            for name in desired.keys().cloned().collect::<Vec<_>>() {
+                l.release_volume(&name);
+            }
+            reported(&mut l, &BTreeMap::new());
+            for (n, _, _) in &nodes {
+                prop_assert_eq!(l.usage(n, &tpool).unwrap().committed_bytes, 0);
+            }
+        }
 
         /// No sequence of create/expand/delete/report over-commits a pool, and once everything
         /// is reported no reservation is left behind.
