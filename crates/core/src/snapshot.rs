@@ -172,9 +172,11 @@ pub fn aggregate(rs: &[ReplicaSnapshotView]) -> SnapshotStatus {
     let merging = live.iter().any(|r| r.merging);
     let mut names: Vec<String> = rs.iter().map(|r| r.name.clone()).collect();
     names.sort();
+    // Reasons of replicas that are not Ready, and notes of Ready ones (e.g. an ignored
+    // snapsize), so nothing a node says is lost on the way to the snapshot.
     let messages: Vec<String> = live
         .iter()
-        .filter(|r| !r.reason.is_empty() && r.state != VolumeState::Ready)
+        .filter(|r| !r.reason.is_empty())
         .map(|r| format!("{}: {}", r.node, r.reason))
         .collect();
     let state = if all_ready && !invalid {
@@ -239,6 +241,8 @@ pub struct ReplicaSnapshotNodeView {
     /// A rollback of this snapshot is running (the merge consumes it).
     pub merging: bool,
     pub host: HostSnapshot,
+    /// Reported as the reason while the snapshot is valid (see [`file_snapsize_note`]).
+    pub note: String,
 }
 
 /// The next step of a replica snapshot on its node.
@@ -267,7 +271,7 @@ pub fn replica_snapshot_step(v: &ReplicaSnapshotNodeView) -> ReplicaSnapshotStep
         (HostSnapshot::Absent, true) => ReplicaSnapshotStep::Remove,
         (HostSnapshot::Present { size_bytes, valid }, false) => {
             let (state, reason) = if *valid {
-                (VolumeState::Ready, String::new())
+                (VolumeState::Ready, v.note.clone())
             } else {
                 (
                     VolumeState::NotReady,
@@ -305,6 +309,101 @@ pub fn replica_snapshot_step(v: &ReplicaSnapshotNodeView) -> ReplicaSnapshotStep
                 ReplicaSnapshotStep::Create
             }
         }
+    }
+}
+
+/// What a file-engine node says when a snapshot asks for a COW size (`snapsize`): the file
+/// engine takes reflink copies, which share the volume's blocks and reserve nothing, so the
+/// size cannot be honoured. `None` when the size is just the default (the volume's required
+/// or allocated size) or the engine is lvm.
+pub fn file_snapsize_note(
+    file_engine: bool,
+    requested_bytes: u64,
+    volume_required_bytes: u64,
+    volume_allocated_bytes: u64,
+) -> Option<String> {
+    if !file_engine
+        || requested_bytes == volume_required_bytes
+        || requested_bytes == volume_allocated_bytes
+    {
+        return None;
+    }
+    Some(format!(
+        "snapsize ignored ({requested_bytes} bytes requested): file-engine snapshots are \
+         reflink copies with no reserved space"
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Deleting a volume that has snapshots
+// ---------------------------------------------------------------------------------------
+
+/// One snapshot of a volume, for [`volume_delete_check`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeSnapshotRef {
+    pub name: String,
+    /// `spec.delete` is set: it is on its way out.
+    pub deleting: bool,
+}
+
+/// May a volume with these snapshots be deleted?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeDeleteCheck {
+    /// No snapshot left: delete.
+    Allowed,
+    /// Snapshots the user has not deleted: refuse (CSI `FAILED_PRECONDITION`, REST 409), and a
+    /// volume already marked for deletion keeps its replicas until they are gone.
+    Refused {
+        snapshots: Vec<String>,
+        message: String,
+    },
+    /// Only snapshots being deleted remain: a delete request is accepted, the replicas are
+    /// removed once they are gone.
+    WaitForSnapshots {
+        snapshots: Vec<String>,
+        message: String,
+    },
+}
+
+/// The one rule for deleting a volume that has snapshots, used by the CSI driver, the REST
+/// API / `hwameictl volume delete` and the volume controller: **snapshots are deleted first**.
+///
+/// On lvm a COW snapshot lives off its origin LV: removing the origin destroys the
+/// snapshots. On the file engine a reflink copy would survive, but one rule for every engine
+/// keeps a volume's fate independent of the node it landed on. (The original instead
+/// answers CSI `DeleteVolume` with success and keeps the LV until the snapshots are gone,
+/// a deletion nobody can see.)
+pub fn volume_delete_check(volume: &str, snapshots: &[VolumeSnapshotRef]) -> VolumeDeleteCheck {
+    let mut live: Vec<String> = snapshots
+        .iter()
+        .filter(|s| !s.deleting)
+        .map(|s| s.name.clone())
+        .collect();
+    live.sort();
+    if !live.is_empty() {
+        let message = format!(
+            "volume {volume} has {} snapshot(s): {}; delete them first (hwameictl snapshot \
+             delete NAME, or delete the VolumeSnapshots)",
+            live.len(),
+            live.join(", ")
+        );
+        return VolumeDeleteCheck::Refused {
+            snapshots: live,
+            message,
+        };
+    }
+    let mut going: Vec<String> = snapshots.iter().map(|s| s.name.clone()).collect();
+    going.sort();
+    if going.is_empty() {
+        return VolumeDeleteCheck::Allowed;
+    }
+    let message = format!(
+        "deletion waits for snapshot(s) being deleted: {}",
+        going.join(", ")
+    );
+    VolumeDeleteCheck::WaitForSnapshots {
+        snapshots: going,
+        message,
     }
 }
 
@@ -351,6 +450,8 @@ pub struct ReplicaRestoreView {
     pub node: String,
     pub state: OperationState,
     pub message: String,
+    /// Percent done as the node reported it.
+    pub progress: Option<i32>,
 }
 
 /// Everything the restore controller needs.
@@ -562,6 +663,30 @@ pub fn restore_step(v: &RestoreView) -> RestoreStep {
         state: S::InProgress,
         message,
     }
+}
+
+/// The progress of a restore in percent: 100 once Completed; while it runs, the slowest
+/// node (a node that has not reported counts as 0); `None` before any node reported and for
+/// restores that ended otherwise.
+pub fn restore_progress(v: &RestoreView) -> Option<i32> {
+    match v.state {
+        OperationState::Completed => return Some(100),
+        OperationState::Failed | OperationState::Aborted => return None,
+        _ => {}
+    }
+    if v.replica_restores.iter().all(|r| r.progress.is_none()) {
+        return None;
+    }
+    v.replica_restores
+        .iter()
+        .map(|r| {
+            if r.state == OperationState::Completed {
+                100
+            } else {
+                r.progress.unwrap_or(0).clamp(0, 100)
+            }
+        })
+        .min()
 }
 
 // ---------------------------------------------------------------------------------------

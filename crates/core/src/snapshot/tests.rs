@@ -142,6 +142,7 @@ fn replica_snapshot_node_steps() {
         source_present: true,
         merging: false,
         host: HostSnapshot::Absent,
+        note: String::new(),
     };
     assert_eq!(replica_snapshot_step(&v), ReplicaSnapshotStep::Create);
     v.source_present = false;
@@ -267,6 +268,7 @@ fn rollback_walks_submitted_inprogress_completed_then_consumes_and_removes() {
         node: "a".into(),
         state: S::Unknown,
         message: String::new(),
+        progress: None,
     }];
     assert!(matches!(
         restore_step(&v),
@@ -372,6 +374,7 @@ fn restore_waits_for_a_snapshot_still_being_taken_and_fails_on_node_failure() {
         node: "a".into(),
         state: S::Failed,
         message: "dd: I/O error".into(),
+        progress: None,
     }];
     match restore_step(&v) {
         RestoreStep::SetState {
@@ -417,6 +420,7 @@ fn abort_only_before_nodes_start() {
         node: "a".into(),
         state: S::InProgress,
         message: String::new(),
+        progress: None,
     }];
     assert!(matches!(
         restore_step(&v),
@@ -498,5 +502,138 @@ proptest! {
         let lower: u64 = members.iter().filter(|m| m.0).map(|m| m.1).sum();
         prop_assert!(total <= upper);
         prop_assert!(total >= lower);
+    }
+}
+
+#[test]
+fn file_engine_snapsize_is_noted_not_ignored() {
+    const G: u64 = 1 << 30;
+    // The default size (the volume's) says nothing; lvm honours any size.
+    assert_eq!(file_snapsize_note(true, G, G, G), None);
+    assert_eq!(file_snapsize_note(true, G + 4096, G, G + 4096), None);
+    assert_eq!(file_snapsize_note(false, 4 << 20, G, G), None);
+    let note = file_snapsize_note(true, 4 << 20, G, G).unwrap();
+    assert!(note.starts_with("snapsize ignored"), "{note}");
+    assert!(note.contains("reflink"), "{note}");
+
+    // The node reports it as the reason of a Ready snapshot, and the snapshot shows it.
+    let v = ReplicaSnapshotNodeView {
+        state: VolumeState::Unknown,
+        delete: false,
+        source_present: true,
+        merging: false,
+        host: HostSnapshot::Present {
+            size_bytes: G,
+            valid: true,
+        },
+        note: note.clone(),
+    };
+    assert_eq!(
+        replica_snapshot_step(&v),
+        ReplicaSnapshotStep::Report {
+            state: VolumeState::Ready,
+            size_bytes: G,
+            invalid: false,
+            reason: note.clone(),
+        }
+    );
+    let mut r = rs("a", VolumeState::Ready);
+    r.reason = note.clone();
+    let st = aggregate(&[r]);
+    assert_eq!(st.state, VolumeState::Ready);
+    assert_eq!(st.message, format!("a: {note}"));
+}
+
+#[test]
+fn volume_delete_rule_snapshots_first() {
+    let snap = |n: &str, deleting: bool| VolumeSnapshotRef {
+        name: n.into(),
+        deleting,
+    };
+    assert_eq!(volume_delete_check("v", &[]), VolumeDeleteCheck::Allowed);
+    match volume_delete_check(
+        "v",
+        &[snap("s2", false), snap("s1", false), snap("s3", true)],
+    ) {
+        VolumeDeleteCheck::Refused { snapshots, message } => {
+            assert_eq!(snapshots, ["s1", "s2"]);
+            assert!(
+                message.contains("volume v has 2 snapshot(s): s1, s2"),
+                "{message}"
+            );
+            assert!(message.contains("delete them first"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match volume_delete_check("v", &[snap("s3", true)]) {
+        VolumeDeleteCheck::WaitForSnapshots { snapshots, message } => {
+            assert_eq!(snapshots, ["s3"]);
+            assert!(message.contains("s3"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn rr(node: &str, state: OperationState, progress: Option<i32>) -> ReplicaRestoreView {
+    ReplicaRestoreView {
+        name: format!("r-{node}"),
+        node: node.into(),
+        state,
+        message: String::new(),
+        progress,
+    }
+}
+
+#[test]
+fn restore_progress_is_the_slowest_node() {
+    use OperationState as S;
+    let mut v = RestoreView {
+        state: S::InProgress,
+        ..Default::default()
+    };
+    assert_eq!(restore_progress(&v), None);
+    v.replica_restores = vec![rr("a", S::InProgress, None), rr("b", S::InProgress, None)];
+    assert_eq!(restore_progress(&v), None, "nobody reported yet");
+    v.replica_restores = vec![
+        rr("a", S::InProgress, Some(80)),
+        rr("b", S::InProgress, None),
+    ];
+    assert_eq!(restore_progress(&v), Some(0), "b has not reported");
+    v.replica_restores = vec![
+        rr("a", S::InProgress, Some(80)),
+        rr("b", S::InProgress, Some(35)),
+    ];
+    assert_eq!(restore_progress(&v), Some(35));
+    v.replica_restores = vec![
+        rr("a", S::Completed, None),
+        rr("b", S::InProgress, Some(140)),
+    ];
+    assert_eq!(
+        restore_progress(&v),
+        Some(100),
+        "clamped; a completed node is 100"
+    );
+    v.state = S::Completed;
+    v.replica_restores.clear();
+    assert_eq!(restore_progress(&v), Some(100));
+    v.state = S::Failed;
+    assert_eq!(restore_progress(&v), None);
+}
+
+proptest! {
+    #[test]
+    fn restore_progress_stays_in_range(ps in proptest::collection::vec(proptest::option::of(-50i32..200), 1..5)) {
+        let v = RestoreView {
+            state: OperationState::InProgress,
+            replica_restores: ps.iter().enumerate().map(|(i, p)| rr(&format!("n{i}"), OperationState::InProgress, *p)).collect(),
+            ..Default::default()
+        };
+        if let Some(p) = restore_progress(&v) {
+            prop_assert!((0..=100).contains(&p));
+            let min = ps.iter().map(|p| p.unwrap_or(0).clamp(0, 100)).min().unwrap();
+            prop_assert_eq!(p, min);
+        } else {
+            prop_assert!(ps.iter().all(Option::is_none));
+        }
     }
 }
