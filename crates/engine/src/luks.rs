@@ -32,6 +32,17 @@ pub fn mapping_name(volume: &str) -> String {
     format!("{volume}{MAPPING_SUFFIX}")
 }
 
+/// Operation name of [`Luks::open`] in errors.
+pub const OP_OPEN: &str = "luks open";
+
+const WRONG_KEY: &str = "the key opens no key slot of this LUKS container (wrong key)";
+
+/// Whether `err` says the key did not open the container (as opposed to a device or tool
+/// failure).
+pub fn is_wrong_key(err: &Error) -> bool {
+    matches!(err, Error::InvalidArgument { op, message, .. } if *op == OP_OPEN && message == WRONG_KEY)
+}
+
 /// Path of an opened mapping.
 pub fn mapper_path(name: &str) -> PathBuf {
     PathBuf::from("/dev/mapper").join(name)
@@ -189,15 +200,9 @@ impl Luks {
         Ok(())
     }
 
-    /// Open the container on `dev` as `/dev/mapper/<name>`; an existing mapping is kept.
-    pub async fn open(&self, dev: &Path, name: &str, key: &Secret) -> Result<PathBuf> {
-        const OP: &str = "luks open";
-        names::validate("mapping", name)?;
-        let path = mapper_path(name);
-        if path.exists() {
-            return Ok(path);
-        }
-        let c = Cmd::new("cryptsetup")
+    /// The `open` command mapping `dev` as `name` (the key comes on stdin).
+    pub fn open_cmd(&self, dev: &Path, name: &str, key: &Secret) -> Cmd {
+        Cmd::new("cryptsetup")
             .args([
                 "open",
                 "--type",
@@ -208,12 +213,64 @@ impl Luks {
             .arg(dev.to_string_lossy())
             .arg(name)
             .stdin(key.bytes().to_vec())
-            .timeout(self.timeout);
-        self.runner
-            .run(&c)
+            .timeout(self.timeout)
+    }
+
+    /// Open the container on `dev` as `/dev/mapper/<name>`; an existing mapping is kept.
+    /// A key that opens no key slot is [`Error::InvalidArgument`] with op
+    /// [`OP_OPEN`] (see [`is_wrong_key`]); nothing on the device is touched.
+    pub async fn open(&self, dev: &Path, name: &str, key: &Secret) -> Result<PathBuf> {
+        names::validate("mapping", name)?;
+        let path = mapper_path(name);
+        if path.exists() {
+            return Ok(path);
+        }
+        let out = self
+            .runner
+            .output(&self.open_cmd(dev, name, key))
             .await
-            .map_err(|e| Error::command(OP, dev_ctx(dev), e))?;
-        Ok(path)
+            .map_err(|e| Error::command(OP_OPEN, dev_ctx(dev), e))?;
+        match out.code {
+            Some(0) => Ok(path),
+            // cryptsetup's exit code 2: "No key available with this passphrase".
+            Some(2) => Err(Error::InvalidArgument {
+                op: OP_OPEN,
+                ctx: dev_ctx(dev),
+                message: WRONG_KEY.to_string(),
+            }),
+            code => Err(Error::command(
+                OP_OPEN,
+                dev_ctx(dev),
+                hwameistor_exec::Error::Failed {
+                    command: self.open_cmd(dev, name, key).display(),
+                    code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                },
+            )),
+        }
+    }
+
+    /// The `resize` command growing mapping `name` to its device (the key comes on stdin:
+    /// LUKS2 keeps the volume key in the kernel keyring, so resizing asks for it).
+    pub fn resize_cmd(&self, name: &str, key: &Secret) -> Cmd {
+        Cmd::new("cryptsetup")
+            .args(["resize", "--key-file=-"])
+            .arg(name)
+            .stdin(key.bytes().to_vec())
+            .timeout(self.timeout)
+    }
+
+    /// Grow the open mapping `name` to the current size of its device (after the LV grew).
+    pub async fn resize(&self, name: &str, key: &Secret) -> Result<()> {
+        const OP: &str = "luks resize";
+        names::validate("mapping", name)?;
+        let path = mapper_path(name);
+        self.runner
+            .run(&self.resize_cmd(name, key))
+            .await
+            .map_err(|e| Error::command(OP, Context::device(path.display()), e))?;
+        Ok(())
     }
 
     /// Close the mapping `name`; a missing mapping is success.
@@ -258,6 +315,77 @@ mod tests {
         assert_eq!(format!("{key:?}"), "Secret(<redacted>)");
         assert!(Secret::new(b"short".to_vec()).is_err());
         assert_eq!(mapping_name("pvc-1"), "pvc-1-encrypt");
+    }
+
+    #[test]
+    fn open_and_resize_take_the_key_on_stdin_only() {
+        let key = Secret::new(b"correct horse battery".to_vec()).unwrap();
+        let l = Luks::new(Arc::new(RecordingRunner::new()));
+        for c in [
+            l.open_cmd(Path::new("/dev/vg/lv"), "pvc-1-encrypt", &key),
+            l.resize_cmd("pvc-1-encrypt", &key),
+            l.format_cmd(Path::new("/dev/vg/lv"), &key),
+        ] {
+            let argv = c.argv().join(" ");
+            assert!(!argv.contains("horse"), "{argv}");
+            assert!(argv.contains("--key-file=-"), "{argv}");
+            let dbg = format!("{c:?}");
+            assert!(!dbg.contains("horse"), "{dbg}");
+            assert!(dbg.contains("<21 bytes>"), "stdin carries the key: {dbg}");
+        }
+        assert_eq!(
+            l.open_cmd(Path::new("/dev/vg/lv"), "m", &key).argv(),
+            [
+                "cryptsetup",
+                "open",
+                "--type",
+                "luks2",
+                "--allow-discards",
+                "--key-file=-",
+                "/dev/vg/lv",
+                "m"
+            ]
+        );
+        assert_eq!(
+            l.resize_cmd("m", &key).argv(),
+            ["cryptsetup", "resize", "--key-file=-", "m"]
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_key_is_recognised_and_other_failures_are_not() {
+        let key = Secret::new(b"0123456789".to_vec()).unwrap();
+        let fake = Arc::new(RecordingRunner::new());
+        fake.respond_prefix(
+            &["cryptsetup", "open"],
+            Output::failed(2, "No key available with this passphrase."),
+        );
+        let l = Luks::new(fake.clone());
+        let err = l
+            .open(Path::new("/dev/x"), "hwt-no-such-mapping-1", &key)
+            .await
+            .unwrap_err();
+        assert!(is_wrong_key(&err), "{err}");
+        assert!(err.to_string().contains("wrong key"), "{err}");
+        assert!(!err.to_string().contains("0123456789"), "{err}");
+
+        let fake = Arc::new(RecordingRunner::new());
+        fake.respond_prefix(
+            &["cryptsetup", "open"],
+            Output::failed(4, "Device /dev/x does not exist or access denied."),
+        );
+        let l = Luks::new(fake.clone());
+        let err = l
+            .open(Path::new("/dev/x"), "hwt-no-such-mapping-1", &key)
+            .await
+            .unwrap_err();
+        assert!(!is_wrong_key(&err), "{err}");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        // Mapping names are validated before they reach argv.
+        assert!(
+            l.open(Path::new("/dev/x"), "-rf", &key).await.is_err()
+                && l.close("../x").await.is_err()
+        );
     }
 
     #[test]
