@@ -14,7 +14,7 @@ use hwameistor_api::{
 use hwameistor_core::snapshot::{
     ReplicaRestoreView, ReplicaSnapshotView, RestoreSnapshotView, RestoreSourceReplica,
     RestoreStep, RestoreTargetView, RestoreView, SnapshotStatus, SnapshotStep, SnapshotView,
-    SourceReplica, SourceVolumeView, restore_step, snapshot_step,
+    SourceReplica, SourceVolumeView, restore_progress, restore_step, snapshot_step,
 };
 use hwameistor_core::types::{OperationState, ReplicaState, RestoreType};
 use hwameistor_store::Store;
@@ -407,12 +407,21 @@ pub async fn reconcile_restore(
                         node: x.spec.node_name.clone(),
                         state: st.state,
                         message: st.message,
+                        progress: st.progress,
                     }
                 })
                 .collect(),
         };
         let step = restore_step(&view);
         tracing::debug!(restore = %name, ?step, "restore step");
+        // Progress follows the nodes whatever the step; Completed writes 100 with its state.
+        let progress = restore_progress(&view);
+        if progress.is_some() && progress != status.progress {
+            restores
+                .patch_status(&name, &json!({"status": {"progress": progress}}))
+                .await
+                .ctx("patch status", "LocalVolumeSnapshotRestore", &name)?;
+        }
         match step {
             RestoreStep::Wait(why) => {
                 if why.starts_with("waiting") && status.message != why {
@@ -431,11 +440,12 @@ pub async fn reconcile_restore(
                 if state == status.state && message == status.message {
                     return Ok(Action::requeue(ctx.cfg.poll_interval));
                 }
+                let mut st = json!({"state": state, "message": message});
+                if state == OperationState::Completed {
+                    st["progress"] = json!(100);
+                }
                 restores
-                    .patch_status(
-                        &name,
-                        &json!({"status": {"state": state, "message": message}}),
-                    )
+                    .patch_status(&name, &json!({ "status": st }))
                     .await
                     .ctx("patch status", "LocalVolumeSnapshotRestore", &name)?;
                 if state != status.state {

@@ -8,9 +8,11 @@ use hwameistor_api::{
     LocalVolume, LocalVolumeReplicaSnapshot, LocalVolumeReplicaSnapshotRestore, LocalVolumeSnapshot,
 };
 use hwameistor_core::snapshot::{
-    HostSnapshot, ReplicaSnapshotNodeView, ReplicaSnapshotStep, replica_snapshot_step,
+    HostSnapshot, ReplicaSnapshotNodeView, ReplicaSnapshotStep, file_snapsize_note,
+    replica_snapshot_step,
 };
 use hwameistor_core::types::{OperationState, RestoreType, VolumeState};
+use hwameistor_engine::lvm::merge::{MergeProgress, merge_progress};
 use hwameistor_engine::{EngineKind, SharedEngine};
 use hwameistor_exec::{Cmd, SharedRunner};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -186,12 +188,33 @@ pub async fn reconcile_replica_snapshot(
             .await
             .map_err(engine_err("stat", &pool, &volume))?
             .is_some();
+        let note = if ctx.engine.kind() == EngineKind::File {
+            let lv = ctx.store.all::<LocalVolume>().get_opt(&volume).await.ctx(
+                "get",
+                "LocalVolume",
+                &volume,
+            )?;
+            lv.and_then(|lv| {
+                file_snapsize_note(
+                    true,
+                    r.spec.required_capacity_bytes.max(0) as u64,
+                    lv.spec.required_capacity_bytes.max(0) as u64,
+                    lv.status
+                        .map(|s| s.allocated_capacity_bytes.max(0) as u64)
+                        .unwrap_or(0),
+                )
+            })
+            .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let view = ReplicaSnapshotNodeView {
             state: status.state,
             delete: r.spec.delete || parent.is_none(),
             source_present,
             merging: attr.merging,
             host,
+            note: note.clone(),
         };
         let step = replica_snapshot_step(&view);
         tracing::debug!(replica_snapshot = %name, ?view, ?step, "replica snapshot step");
@@ -206,6 +229,11 @@ pub async fn reconcile_replica_snapshot(
                 {
                     Ok(info) => {
                         tracing::info!(replica_snapshot = %name, %pool, %volume, %snapshot, size = info.size_bytes, "snapshot taken");
+                        let mut conditions = vec![condition("Create", true, "Created", "")];
+                        if !note.is_empty() {
+                            tracing::warn!(replica_snapshot = %name, %note, "snapsize not honoured");
+                            conditions.push(condition("Snapsize", false, "SnapsizeIgnored", &note));
+                        }
                         rsnaps
                             .patch_status(
                                 &name,
@@ -213,8 +241,8 @@ pub async fn reconcile_replica_snapshot(
                                     "state": if info.valid { VolumeState::Ready } else { VolumeState::NotReady },
                                     "allocatedCapacityBytes": info.size_bytes,
                                     "creationTime": now_time(),
-                                    "reason": "",
-                                    "conditions": [condition("Create", true, "Created", "")],
+                                    "reason": note,
+                                    "conditions": conditions,
                                 }}),
                             )
                             .await
@@ -315,20 +343,22 @@ pub async fn reconcile_replica_restore(
     if status.state.is_terminal() {
         return Ok(Action::await_change());
     }
-    let set = |state: OperationState, message: String| {
+    let set_progress = |state: OperationState, message: String, progress: Option<i32>| {
         let rrestores = rrestores.clone();
         let name = name.clone();
         async move {
+            let mut st = json!({"state": state, "message": message});
+            if let Some(p) = progress {
+                st["progress"] = json!(p);
+            }
             rrestores
-                .patch_status(
-                    &name,
-                    &json!({"status": {"state": state, "message": message}}),
-                )
+                .patch_status(&name, &json!({ "status": st }))
                 .await
                 .ctx("patch status", "LocalVolumeReplicaSnapshotRestore", &name)
                 .map(|_| ())
         }
     };
+    let set = |state: OperationState, message: String| set_progress(state, message, None);
     if r.spec.abort && status.state == OperationState::Unknown {
         set(OperationState::Aborted, "aborted before it started".into()).await?;
         return Ok(Action::await_change());
@@ -382,16 +412,52 @@ pub async fn reconcile_replica_restore(
                 set(OperationState::Failed, msg).await?;
                 return Err(engine_err("rollback", &pool, &target)(e));
             }
-            match host_snapshot(&ctx.engine, &pool, &snapshot).await? {
-                HostSnapshot::Present { .. } => {
-                    // LVM merges in the background; the snapshot LV vanishes when done.
-                    set(OperationState::InProgress, "merging".into()).await?;
-                    Ok(Action::requeue(ctx.cfg.merge_poll_interval))
-                }
-                HostSnapshot::Absent => {
+            let progress = match ctx.engine.kind() {
+                // LVM merges in the background; the snapshot LV vanishes when done.
+                EngineKind::Lvm => merge_progress(ctx.runner.as_ref(), &pool, &target, &snapshot)
+                    .await
+                    .map_err(engine_err("merge progress", &pool, &snapshot))?,
+                // The file engine's rollback is done when the call returns.
+                EngineKind::File => match host_snapshot(&ctx.engine, &pool, &snapshot).await? {
+                    HostSnapshot::Absent => MergeProgress::Done,
+                    HostSnapshot::Present { .. } => MergeProgress::Running { percent: 0.0 },
+                },
+            };
+            let pct = progress.percent();
+            match progress {
+                MergeProgress::Done => {
                     tracing::info!(restore = %name, %pool, volume = %target, %snapshot, "rollback completed");
-                    set(OperationState::Completed, "rolled back".into()).await?;
+                    set_progress(OperationState::Completed, "rolled back".into(), Some(100))
+                        .await?;
                     Ok(Action::await_change())
+                }
+                MergeProgress::Failed { reason } => {
+                    tracing::warn!(restore = %name, %pool, volume = %target, %snapshot, %reason, "rollback failed");
+                    set(OperationState::Failed, reason).await?;
+                    Ok(Action::await_change())
+                }
+                MergeProgress::Delayed { .. }
+                | MergeProgress::Running { .. }
+                | MergeProgress::NotMerging => {
+                    let message = match progress {
+                        MergeProgress::Delayed { reason } => format!("merge delayed: {reason}"),
+                        _ => format!("merging: {pct}%"),
+                    };
+                    // Re-read: the first pass above may have written InProgress already.
+                    let now = rrestores
+                        .get_opt(&name)
+                        .await
+                        .ctx("get", "LocalVolumeReplicaSnapshotRestore", &name)?
+                        .and_then(|r| r.status)
+                        .unwrap_or_default();
+                    if now.state != OperationState::InProgress
+                        || now.message != message
+                        || now.progress != Some(pct)
+                    {
+                        tracing::debug!(restore = %name, volume = %target, %snapshot, progress = pct, %message, "rollback running");
+                        set_progress(OperationState::InProgress, message, Some(pct)).await?;
+                    }
+                    Ok(Action::requeue(ctx.cfg.merge_poll_interval))
                 }
             }
         }
@@ -402,7 +468,7 @@ pub async fn reconcile_replica_restore(
             match copy_snapshot_into(&ctx, &pool, &snapshot, &target).await {
                 Ok(()) => {
                     tracing::info!(restore = %name, %pool, %snapshot, volume = %target, "snapshot restored into the volume");
-                    set(OperationState::Completed, "restored".into()).await?;
+                    set_progress(OperationState::Completed, "restored".into(), Some(100)).await?;
                     Ok(Action::await_change())
                 }
                 Err(e) => {
