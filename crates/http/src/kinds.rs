@@ -4,10 +4,10 @@
 //! The store is typed (`Store::all::<K>()`); the REST API is generic over the URL's
 //! `<plural>`. [`Registry`] bridges the two: for each CRD type it holds a [`Resource`] trait
 //! object whose methods deserialize the request body into `K`, call the typed store and
-//! serialize the result back to JSON. Names (kind, plural, singular, short names) and printer
-//! columns come from the CRD the type generates (`CustomResourceExt::crd()`), the same
-//! definition `deploy/crds/` is generated from, so the REST tables can never drift from
-//! `kubectl get`.
+//! serialize the result back to JSON. Names (kind, plural, singular, short names), printer
+//! columns and name matching come from [`hwameistor_api::registry`] (built from the CRDs the
+//! types generate, the same definitions `deploy/crds/` is generated from), so the REST tables
+//! and `hwameictl` can never drift from `kubectl get`.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -16,88 +16,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+pub use hwameistor_api::consts::{API_VERSION, GROUP, VERSION};
+pub use hwameistor_api::registry::KindInfo;
 use hwameistor_store::{Deletion, Event, Object, Selector, Store};
 use kube::CustomResourceExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::table::{PrinterColumn, TableSpec};
 
-/// API group of every HwameiStor kind.
-pub const GROUP: &str = "hwameistor.io";
-/// API version served.
-pub const VERSION: &str = "v1alpha1";
-/// `apiVersion` of every HwameiStor object.
-pub const API_VERSION: &str = "hwameistor.io/v1alpha1";
-
-/// The names of one kind, as the API discovery document lists them.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KindInfo {
-    pub kind: String,
-    /// Lower-case plural, the URL segment (`localvolumes`).
-    pub plural: String,
-    pub singular: String,
-    pub short_names: Vec<String>,
-    pub namespaced: bool,
-    pub has_status: bool,
-    pub printer_columns: Vec<PrinterColumn>,
-}
-
-impl KindInfo {
-    /// Names and columns from a CRD type's generated definition.
-    pub fn of<K: CustomResourceExt>() -> Self {
-        let crd = K::crd();
-        let names = &crd.spec.names;
-        let version = crd
-            .spec
-            .versions
-            .iter()
-            .find(|v| v.name == VERSION)
-            .or(crd.spec.versions.first());
-        let printer_columns = version
-            .and_then(|v| v.additional_printer_columns.as_ref())
-            .map(|cols| {
-                cols.iter()
-                    .map(|c| PrinterColumn {
-                        name: c.name.clone(),
-                        type_: c.type_.clone(),
-                        json_path: c.json_path.clone(),
-                        priority: c.priority.unwrap_or(0),
-                        description: c.description.clone(),
-                        format: c.format.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let has_status = version
-            .and_then(|v| v.subresources.as_ref())
-            .is_some_and(|s| s.status.is_some());
-        KindInfo {
-            kind: names.kind.clone(),
-            plural: names.plural.clone(),
-            singular: names
-                .singular
-                .clone()
-                .unwrap_or_else(|| names.kind.to_lowercase()),
-            short_names: names.short_names.clone().unwrap_or_default(),
-            namespaced: crd.spec.scope == "Namespaced",
-            has_status,
-            printer_columns,
-        }
-    }
-
-    /// Whether `word` names this kind: kind, plural, singular or a short name, any case.
-    pub fn matches(&self, word: &str) -> bool {
-        let w = word.trim().to_ascii_lowercase();
-        let w = w.strip_suffix(".hwameistor.io").unwrap_or(&w);
-        let w = w.strip_suffix(".v1alpha1").unwrap_or(w);
-        w == self.kind.to_ascii_lowercase()
-            || w == self.plural
-            || w == self.singular
-            || self.short_names.iter().any(|s| s.eq_ignore_ascii_case(w))
-    }
+/// Whether a kind's objects live in namespaces (none of ours do).
+pub fn namespaced(info: &KindInfo) -> bool {
+    info.crd().spec.scope == "Namespaced"
 }
 
 /// A watch event as the REST watch stream sends it.
@@ -112,14 +42,14 @@ pub struct WatchEvent {
 /// JSON access to one kind in the store.
 #[async_trait]
 pub trait Resource: Send + Sync {
-    fn info(&self) -> &KindInfo;
-    fn table(&self) -> &TableSpec;
+    /// Names and printer columns, from [`hwameistor_api::registry`].
+    fn info(&self) -> &'static KindInfo;
     async fn get(&self, store: &Store, name: &str) -> Result<Value>;
     /// Objects matching the selector, and the list's resourceVersion.
     async fn list(&self, store: &Store, selector: &Selector) -> Result<(Vec<Value>, String)>;
     async fn create(&self, store: &Store, obj: Value) -> Result<Value>;
-    async fn replace(&self, store: &Store, obj: Value) -> Result<Value>;
-    async fn replace_status(&self, store: &Store, obj: Value) -> Result<Value>;
+    /// Replace metadata/spec (`status = false`) or status (needs `metadata.resourceVersion`).
+    async fn replace(&self, store: &Store, obj: Value, status: bool) -> Result<Value>;
     /// JSON merge patch of metadata/spec (`status = false`) or of status.
     async fn patch(&self, store: &Store, name: &str, patch: &Value, status: bool) -> Result<Value>;
     /// Delete; the last state, and whether the object stays until its finalizers are removed.
@@ -133,8 +63,7 @@ pub trait Resource: Send + Sync {
 }
 
 struct Typed<K> {
-    info: KindInfo,
-    table: TableSpec,
+    info: &'static KindInfo,
     _k: PhantomData<fn() -> K>,
 }
 
@@ -147,12 +76,12 @@ fn to_value<K: Serialize>(obj: &K) -> Result<Value> {
 
 impl<K: Object + CustomResourceExt> Typed<K> {
     fn new() -> Self {
-        let info = KindInfo::of::<K>();
-        let table = TableSpec::new(&info.printer_columns)
-            .unwrap_or_else(|e| panic!("printer columns of {} do not compile: {e}", info.kind));
+        let kind = K::crd().spec.names.kind;
+        let info = hwameistor_api::registry::lookup(&kind)
+            .filter(|i| i.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} is missing from hwameistor_api::registry"));
         Typed {
             info,
-            table,
             _k: PhantomData,
         }
     }
@@ -198,12 +127,8 @@ impl<K: Object + CustomResourceExt> Typed<K> {
 
 #[async_trait]
 impl<K: Object + CustomResourceExt> Resource for Typed<K> {
-    fn info(&self) -> &KindInfo {
-        &self.info
-    }
-
-    fn table(&self) -> &TableSpec {
-        &self.table
+    fn info(&self) -> &'static KindInfo {
+        self.info
     }
 
     async fn get(&self, store: &Store, name: &str) -> Result<Value> {
@@ -225,14 +150,15 @@ impl<K: Object + CustomResourceExt> Resource for Typed<K> {
         to_value(&store.all::<K>().create(&obj).await?)
     }
 
-    async fn replace(&self, store: &Store, obj: Value) -> Result<Value> {
+    async fn replace(&self, store: &Store, obj: Value, status: bool) -> Result<Value> {
         let obj = self.decode(obj)?;
-        to_value(&store.all::<K>().replace(&obj).await?)
-    }
-
-    async fn replace_status(&self, store: &Store, obj: Value) -> Result<Value> {
-        let obj = self.decode(obj)?;
-        to_value(&store.all::<K>().replace_status(&obj).await?)
+        let api = store.all::<K>();
+        let obj = if status {
+            api.replace_status(&obj).await?
+        } else {
+            api.replace(&obj).await?
+        };
+        to_value(&obj)
     }
 
     async fn patch(&self, store: &Store, name: &str, patch: &Value, status: bool) -> Result<Value> {

@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::body::JsonBody;
 use crate::error::{Error, Result};
-use crate::kinds::{API_VERSION, GROUP, VERSION};
+use crate::kinds::{API_VERSION, GROUP, VERSION, namespaced};
+use crate::table;
 
 /// Query parameters of list and get.
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +61,10 @@ fn wants_table(headers: &HeaderMap, q: &ListQuery) -> bool {
             })
 }
 
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
 pub(crate) fn selector(q: &Option<String>) -> Result<Selector> {
     match q.as_deref() {
         None | Some("") => Ok(Selector::default()),
@@ -73,10 +78,11 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Json<Value> {
     let mut resources = Vec::new();
     for r in state.registry.iter() {
         let i = r.info();
+        let namespaced = namespaced(i);
         resources.push(json!({
             "name": i.plural,
             "singularName": i.singular,
-            "namespaced": i.namespaced,
+            "namespaced": namespaced,
             "kind": i.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             "shortNames": i.short_names,
@@ -85,7 +91,7 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Json<Value> {
             resources.push(json!({
                 "name": format!("{}/status", i.plural),
                 "singularName": "",
-                "namespaced": i.namespaced,
+                "namespaced": namespaced,
                 "kind": i.kind,
                 "verbs": ["get", "patch", "update"],
             }));
@@ -130,7 +136,7 @@ pub(crate) async fn list(
     }
     let (items, rv) = res.list(&state.store, &sel).await?;
     if wants_table(&headers, &q) {
-        let mut t = res.table().render(&items, jiff::Timestamp::now());
+        let mut t = table::render(res.info(), &items, now_unix());
         t["metadata"] = json!({"resourceVersion": rv});
         return Ok(Json(t).into_response());
     }
@@ -152,7 +158,7 @@ pub(crate) async fn get(
     let res = state.registry.by_plural(&plural)?;
     let obj = res.get(&state.store, &name).await?;
     if wants_table(&headers, &q) {
-        return Ok(Json(res.table().render(&[obj], jiff::Timestamp::now())).into_response());
+        return Ok(Json(table::render(res.info(), &[obj], now_unix())).into_response());
     }
     Ok(Json(obj).into_response())
 }
@@ -198,16 +204,37 @@ fn name_from_url(mut body: Value, name: &str) -> Result<Value> {
     Ok(body)
 }
 
+/// PUT of an object (`status = false`) or of its status.
+async fn put(
+    state: &AppState,
+    plural: &str,
+    name: &str,
+    body: Value,
+    status: bool,
+) -> Result<Json<Value>> {
+    let res = state.registry.by_plural(plural)?;
+    let obj = name_from_url(body, name)?;
+    Ok(Json(res.replace(&state.store, obj, status).await?))
+}
+
+/// JSON merge PATCH of metadata/spec (`status = false`) or of status.
+async fn merge_patch(
+    state: &AppState,
+    plural: &str,
+    name: &str,
+    body: Value,
+    status: bool,
+) -> Result<Json<Value>> {
+    let res = state.registry.by_plural(plural)?;
+    Ok(Json(res.patch(&state.store, name, &body, status).await?))
+}
+
 pub(crate) async fn replace(
     State(state): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(&plural)?;
-    Ok(Json(
-        res.replace(&state.store, name_from_url(body, &name)?)
-            .await?,
-    ))
+    put(&state, &plural, &name, body, false).await
 }
 
 pub(crate) async fn replace_status(
@@ -215,11 +242,7 @@ pub(crate) async fn replace_status(
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(&plural)?;
-    Ok(Json(
-        res.replace_status(&state.store, name_from_url(body, &name)?)
-            .await?,
-    ))
+    put(&state, &plural, &name, body, true).await
 }
 
 pub(crate) async fn patch(
@@ -227,8 +250,7 @@ pub(crate) async fn patch(
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(&plural)?;
-    Ok(Json(res.patch(&state.store, &name, &body, false).await?))
+    merge_patch(&state, &plural, &name, body, false).await
 }
 
 pub(crate) async fn patch_status(
@@ -236,8 +258,7 @@ pub(crate) async fn patch_status(
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(&plural)?;
-    Ok(Json(res.patch(&state.store, &name, &body, true).await?))
+    merge_patch(&state, &plural, &name, body, true).await
 }
 
 pub(crate) async fn get_status(
