@@ -20,7 +20,9 @@
 //! ToBeDeleted`; capacity comes from `LocalDiskNode.status.pools`. The node service mounts
 //! the disk itself and records each publication in `status.mountPoints` (phase `Mounted`);
 //! when it created the filesystem it sets `spec.canWipe`, so the disk is wiped after the
-//! volume's deletion only if we formatted it.
+//! volume's deletion only if we formatted it. A volume the node cannot place (annotation
+//! [`DISK_VOLUME_PROBLEM`]) is failed for lack of space, so CreateVolume answers
+//! `RESOURCE_EXHAUSTED` at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -703,6 +705,11 @@ impl Backend for LvmStoreBackend {
     }
 }
 
+/// LocalDiskVolume annotation in which the node-side reconciler says why it cannot give the
+/// volume a disk (`hwameistor_controllers::disk::volume::ANNOTATION_VOLUME_PROBLEM`); the
+/// disk backend reports such a volume as failed for lack of space (`RESOURCE_EXHAUSTED`).
+pub const DISK_VOLUME_PROBLEM: &str = "disk.hwameistor.io/volume-problem";
+
 /// The `disk.hwameistor.io` backend.
 #[derive(Clone, Debug)]
 pub struct DiskStoreBackend {
@@ -720,9 +727,25 @@ impl DiskStoreBackend {
 
     fn record(v: &LocalDiskVolume) -> VolumeRecord {
         let st = v.status.clone().unwrap_or_default();
+        let problem = v
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DISK_VOLUME_PROBLEM))
+            .filter(|p| !p.is_empty());
         let phase = match st.state {
             VolumeState::ToBeDeleted | VolumeState::Deleted => VolumePhase::Deleting,
             _ if v.metadata.deletion_timestamp.is_some() => VolumePhase::Deleting,
+            // the node found no disk for it: fail now instead of waiting for a timeout
+            VolumeState::Unknown | VolumeState::Creating if st.local_disk_name.is_empty() => {
+                match problem {
+                    Some(p) => VolumePhase::Failed {
+                        message: format!("node cannot place it: {p}"),
+                        exhausted: true,
+                    },
+                    None => VolumePhase::Pending,
+                }
+            }
             VolumeState::Unknown | VolumeState::Creating => VolumePhase::Pending,
             _ => VolumePhase::Ready,
         };
