@@ -251,6 +251,8 @@ async fn components(
         };
         let mut cfg = hwameistor_csi::CsiConfig::new(csi_dir.join(sock), ctx.node_name.clone());
         cfg.state_dir = Some(csi_dir.join(state));
+        // Keys of encrypted volumes: <data-dir>/secrets/<namespace>/<name>, mode 0600.
+        cfg.keys = hwameistor_csi::KeySource::files(ctx.data_dir.join("secrets"));
         let (store, stop, ops) = (ctx.store.clone(), ctx.shutdown.clone(), ops.clone());
         set.spawn(async move {
             let res = match driver {

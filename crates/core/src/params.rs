@@ -353,6 +353,46 @@ impl std::fmt::Debug for EncryptParams {
     }
 }
 
+/// Parse an `encryptSecret` value `"<namespace>/<name>"`.
+///
+/// Both parts must be Kubernetes names (lowercase letters, digits, `-`, and `.` in the
+/// name; starting and ending with a letter or digit; namespace at most 63, name at most
+/// 253 bytes), which also makes them safe as file names: the standalone key store keeps the
+/// key in `<secrets-dir>/<namespace>/<name>`.
+pub fn parse_secret_ref(value: &str) -> Result<crate::types::NamespacedName, ParamError> {
+    let bad = |reason: &str| ParamError::invalid(keys::ENCRYPT_SECRET, value, reason);
+    let (ns, name) = value
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| bad("expected \"namespace/name\""))?;
+    let k8s_name = |s: &str, max: usize, dots: bool| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+            })
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if ns.is_empty() || name.is_empty() || name.contains('/') {
+        return Err(bad("expected \"namespace/name\""));
+    }
+    if !k8s_name(ns, 63, false) {
+        return Err(bad(
+            "the namespace must be a DNS label (lowercase letters, digits and '-')",
+        ));
+    }
+    if !k8s_name(name, 253, true) {
+        return Err(bad(
+            "the Secret name must be a DNS subdomain (lowercase letters, digits, '-' and '.')",
+        ));
+    }
+    Ok(crate::types::NamespacedName {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
 /// Parsed parameters of a `lvm.hwameistor.io` StorageClass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LvmParams {
@@ -484,19 +524,10 @@ impl LvmParams {
         };
         let encrypt = match p.remove(keys::ENCRYPT_SECRET) {
             Some(v) if !v.trim().is_empty() => {
-                let (ns, name) = v.trim().split_once('/').ok_or_else(|| {
-                    ParamError::invalid(keys::ENCRYPT_SECRET, &v, "expected \"namespace/name\"")
-                })?;
-                if ns.is_empty() || name.is_empty() || name.contains('/') {
-                    return Err(ParamError::invalid(
-                        keys::ENCRYPT_SECRET,
-                        &v,
-                        "expected \"namespace/name\"",
-                    ));
-                }
+                let r = parse_secret_ref(&v)?;
                 Some(EncryptParams {
-                    secret_namespace: ns.to_owned(),
-                    secret_name: name.to_owned(),
+                    secret_namespace: r.namespace,
+                    secret_name: r.name,
                     kind: encrypt_type.unwrap_or_default(),
                 })
             }
@@ -511,17 +542,6 @@ impl LvmParams {
         };
         let pvc = PvcRef::take(&mut p)?;
         reject_unknown(&p, "lvm.hwameistor.io")?;
-        // Parsed and checked above so that a mistake is reported as such; refused here
-        // because the data path does not exist yet. Accepting it would silently give a
-        // volume written in plain text.
-        if let Some(e) = &encrypt {
-            return Err(ParamError::unsupported(
-                keys::ENCRYPT_SECRET,
-                &format!("{}/{}", e.secret_namespace, e.secret_name),
-                "volume encryption is not available yet: volumes are not opened through \
-                 LUKS on publish, so data would be stored in plain text",
-            ));
-        }
         Ok(LvmParams {
             pool_class,
             replica_number,
@@ -803,24 +823,48 @@ mod tests {
     }
 
     #[test]
-    fn encryption_is_refused_until_publish_opens_luks() {
-        for set in [
-            &[("encryptSecret", "a/b")][..],
-            &[("encryptSecret", "ns1/key"), ("encryptType", "LUKS")][..],
-        ] {
-            let e = lvm(set).unwrap_err();
-            assert!(matches!(e, ParamError::Unsupported { .. }), "{e}");
-            assert!(e.to_string().contains("plain text"), "{e}");
-            err_names(e, "encryptSecret");
-        }
-        // ill-formed values are still reported as such
-        err_names(
-            lvm(&[("encryptSecret", "nons")]).unwrap_err(),
-            "encryptSecret",
+    fn encryption_parameters() {
+        let p = lvm(&[("encryptSecret", "ns1/vol-key"), ("encryptType", "LUKS")]).unwrap();
+        let e = p.encrypt.clone().unwrap();
+        assert_eq!(
+            (e.secret_namespace.as_str(), e.secret_name.as_str(), e.kind),
+            ("ns1", "vol-key", EncryptType::LUKS)
         );
+        // encryptType defaults to LUKS; the Debug shows the reference, never more.
+        let p = lvm(&[("encryptSecret", " a/b.c ")]).unwrap();
+        assert_eq!(p.encrypt.as_ref().unwrap().secret_name, "b.c");
+        assert!(format!("{p:?}").contains("a/b.c"));
+        assert!(lvm(&[]).unwrap().encrypt.is_none());
+        assert!(
+            lvm(&[("encryptSecret", ""), ("encryptType", "")])
+                .unwrap()
+                .encrypt
+                .is_none()
+        );
+        // ill-formed or unsupported values name their parameter
+        for (k, v) in [
+            ("encryptSecret", "nons"),
+            ("encryptSecret", "../etc"),
+            ("encryptSecret", "ns/.."),
+            ("encryptSecret", "ns/-x"),
+            ("encryptSecret", "ns/Upper"),
+            ("encryptSecret", "n.s/x"),
+            ("encryptSecret", "ns/x y"),
+        ] {
+            let e = lvm(&[(k, v)]).expect_err(v);
+            assert!(matches!(e, ParamError::Invalid { .. }), "{e}");
+            err_names(e, k);
+        }
+        let e = lvm(&[("encryptSecret", "a/b"), ("encryptType", "AES")]).unwrap_err();
+        assert!(matches!(e, ParamError::Unsupported { .. }), "{e}");
+        err_names(e, "encryptType");
         err_names(
             lvm(&[("encryptType", "LUKS")]).unwrap_err(),
             "encryptSecret",
+        );
+        assert_eq!(
+            parse_secret_ref("kube-system/k").unwrap().to_string(),
+            "kube-system/k"
         );
     }
 

@@ -263,6 +263,14 @@ impl ControllerService {
                 );
                 c.insert(params::keys::CONVERTIBLE.into(), p.convertible.to_string());
                 c.insert(params::keys::THIN.into(), p.thin.to_string());
+                if let Some(e) = &p.encrypt {
+                    // The reference, never the key: the node looks the key up itself.
+                    c.insert(
+                        params::keys::ENCRYPT_SECRET.into(),
+                        format!("{}/{}", e.secret_namespace, e.secret_name),
+                    );
+                    c.insert(params::keys::ENCRYPT_TYPE.into(), e.kind.to_string());
+                }
                 if let Some(fs) = &p.fs_type {
                     c.insert(params::keys::FS_TYPE.into(), fs.clone());
                 }
@@ -686,6 +694,30 @@ impl ControllerService {
             return Err(Error::InvalidField {
                 field: "volume_content_source",
                 reason: format!("the source {volume_id:?} is in another pool class or thin mode"),
+            });
+        }
+        // The copy carries the source's bytes: a LUKS container stays one (and needs a key
+        // that opens it), plain data stays plain. Mixing would leave a volume the node must
+        // refuse to publish.
+        if let (VolumeParams::Lvm(a), VolumeParams::Lvm(b)) = (&vol.spec.params, &wanted.params)
+            && a.encrypt.is_some() != b.encrypt.is_some()
+        {
+            return Err(Error::InvalidField {
+                field: "volume_content_source",
+                reason: format!(
+                    "the source {volume_id:?} is {}; the new volume must be {} too (parameter {})",
+                    if a.encrypt.is_some() {
+                        "encrypted"
+                    } else {
+                        "not encrypted"
+                    },
+                    if a.encrypt.is_some() {
+                        "encrypted"
+                    } else {
+                        "unencrypted"
+                    },
+                    params::keys::ENCRYPT_SECRET,
+                ),
             });
         }
         let nodes: Vec<String> = vol

@@ -14,6 +14,7 @@
 //! | state forbids it (published elsewhere, in use, wrong node) | `FAILED_PRECONDITION` |
 //! | another operation on the same volume is in flight; write conflict; stale list token | `ABORTED` |
 //! | not ready yet / timed out waiting for the reconcilers | `UNAVAILABLE` |
+//! | the key does not open an encrypted volume | `PERMISSION_DENIED` |
 //! | RPC or feature we do not provide | `UNIMPLEMENTED` |
 //! | backend or host failure | `INTERNAL` |
 
@@ -116,6 +117,7 @@ impl Error {
             Error::Node { source, .. } => match source {
                 NodeOpsError::NotFound(_) => Code::NotFound,
                 NodeOpsError::Busy(_) => Code::FailedPrecondition,
+                NodeOpsError::WrongKey(_) => Code::PermissionDenied,
                 _ => Code::Internal,
             },
         }

@@ -1,14 +1,17 @@
 //! [`NodeOps`] on the real host, built on `hwameistor_engine::fs` (mkfs that never
 //! overwrites a foreign filesystem, idempotent mount/unmount, online grow, statvfs, block
-//! bind mounts). Every command goes through the [`hwameistor_exec::Runner`].
+//! bind mounts) and `hwameistor_engine::luks` (LUKS2 containers of encrypted volumes: format
+//! only a blank device, open, close, resize; the key on cryptsetup's stdin only). Every
+//! command goes through the [`hwameistor_exec::Runner`].
 
 use std::io::{Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hwameistor_engine::fs::{self, FsType};
+use hwameistor_engine::luks::{self, Luks, Pbkdf, Secret};
 use hwameistor_exec::{Cmd, SharedRunner};
 
 use crate::node::{FsStats, NodeOps, NodeOpsError};
@@ -17,6 +20,7 @@ use crate::node::{FsStats, NodeOps, NodeOpsError};
 #[derive(Clone)]
 pub struct HostNodeOps {
     runner: SharedRunner,
+    luks_pbkdf: Pbkdf,
 }
 
 impl std::fmt::Debug for HostNodeOps {
@@ -27,7 +31,31 @@ impl std::fmt::Debug for HostNodeOps {
 
 impl HostNodeOps {
     pub fn new(runner: SharedRunner) -> Self {
-        HostNodeOps { runner }
+        HostNodeOps {
+            runner,
+            luks_pbkdf: Pbkdf::Default,
+        }
+    }
+
+    /// Key derivation of new LUKS containers (default: cryptsetup's argon2id). Tests under
+    /// emulation use a fast PBKDF2; never do that in production.
+    pub fn with_luks_pbkdf(mut self, pbkdf: Pbkdf) -> Self {
+        self.luks_pbkdf = pbkdf;
+        self
+    }
+
+    fn luks(&self) -> Luks {
+        let mut l = Luks::new(self.runner.clone());
+        l.pbkdf = self.luks_pbkdf;
+        l
+    }
+}
+
+fn map_luks(e: hwameistor_engine::Error) -> NodeOpsError {
+    if luks::is_wrong_key(&e) {
+        NodeOpsError::WrongKey(e.to_string())
+    } else {
+        map(e)
     }
 }
 
@@ -134,6 +162,37 @@ impl NodeOps for HostNodeOps {
         })?;
         f.seek(SeekFrom::End(0))
             .map_err(|e| NodeOpsError::Failed(format!("size of {}: {e}", device.display())))
+    }
+
+    async fn open_luks(
+        &self,
+        device: &Path,
+        mapping: &str,
+        key: &Secret,
+    ) -> Result<PathBuf, NodeOpsError> {
+        let l = self.luks();
+        let path = luks::mapper_path(mapping);
+        if path.exists() {
+            // Already open (another publication on this node, or a repeat).
+            return Ok(path);
+        }
+        // Formats only a blank device; a LUKS device is left alone; anything else is a
+        // Conflict (FAILED_PRECONDITION), the device untouched.
+        l.format(device, key).await.map_err(map)?;
+        l.open(device, mapping, key).await.map_err(map_luks)
+    }
+
+    async fn close_luks(&self, mapping: &str) -> Result<(), NodeOpsError> {
+        self.luks().close(mapping).await.map_err(map)
+    }
+
+    async fn resize_luks(&self, mapping: &str, key: &Secret) -> Result<(), NodeOpsError> {
+        if !luks::mapper_path(mapping).exists() {
+            return Err(NodeOpsError::NotFound(format!(
+                "LUKS mapping {mapping} is not open on this node"
+            )));
+        }
+        self.luks().resize(mapping, key).await.map_err(map)
     }
 
     async fn grow_fs(&self, device: &Path, path: &Path) -> Result<u64, NodeOpsError> {

@@ -29,6 +29,10 @@
 //! - [`node`] does the device work through the [`NodeOps`] trait (mkfs, mount, bind mount,
 //!   grow, statfs); [`HostNodeOps`] implements it on the host with `hwameistor_engine::fs`.
 //! - [`error`] maps every failure to its gRPC code in exactly one place.
+//! - [`keys`] finds the key of an encrypted volume (CSI request secrets, Kubernetes
+//!   Secrets through the store, or 0600 key files in standalone mode); the node opens the
+//!   volume's LUKS2 container (formatting a blank device, refusing a foreign one) and mounts
+//!   the mapping, and closes it when the last publication on the node goes.
 //! - [`redact`] gives every message with secrets a `Debug` that hides them; requests are
 //!   logged only through `Debug`, so no log line contains a secret.
 //!
@@ -58,6 +62,7 @@ pub mod controller;
 pub mod error;
 pub mod host;
 pub mod identity;
+pub mod keys;
 pub mod node;
 pub mod redact;
 pub mod server;
@@ -73,6 +78,7 @@ pub use backend::{Backend, BackendError};
 pub use controller::ControllerConfig;
 pub use error::{Error, Result};
 pub use host::HostNodeOps;
+pub use keys::KeySource;
 pub use node::{FsStats, NodeOps, NodeOpsError};
 pub use server::{CsiConfig, serve, serve_disk, serve_lvm};
 

@@ -21,9 +21,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::backend::{Backend, MountRecord, Usage, VolumePhase};
+use hwameistor_core::types::NamespacedName;
+use hwameistor_engine::luks::{self, Secret};
+
+use crate::backend::{Backend, MountRecord, Usage, VolumeParams, VolumePhase};
 use crate::controller::{AccessKind, check_capability, validate_id};
 use crate::error::{Error, Result};
+use crate::keys::KeySource;
 use crate::proto::node_server::Node;
 use crate::proto::node_service_capability::{Rpc, rpc};
 use crate::proto::*;
@@ -36,6 +40,9 @@ pub enum NodeOpsError {
     NotFound(String),
     #[error("busy: {0}")]
     Busy(String),
+    /// The key does not open the volume's LUKS container.
+    #[error("{0}")]
+    WrongKey(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -83,6 +90,35 @@ pub trait NodeOps: Send + Sync + 'static {
     /// Grow the filesystem on `device`, mounted at `path`, to fill the device. Returns the
     /// new filesystem size in bytes.
     async fn grow_fs(&self, device: &Path, path: &Path) -> Result<u64, NodeOpsError>;
+
+    /// Open the LUKS2 container on `device` as `/dev/mapper/<mapping>` and return the
+    /// mapping's path. A blank device is formatted first (LUKS2 with `key`); a device holding
+    /// anything else (a filesystem, a partition table) is refused ([`NodeOpsError::Busy`])
+    /// and never touched; a key that opens no key slot is [`NodeOpsError::WrongKey`]. An
+    /// already open mapping is success. The key reaches `cryptsetup` on stdin only.
+    async fn open_luks(
+        &self,
+        device: &Path,
+        mapping: &str,
+        key: &Secret,
+    ) -> Result<PathBuf, NodeOpsError> {
+        let _ = (device, key);
+        Err(NodeOpsError::Failed(format!(
+            "this node cannot open encrypted volumes (mapping {mapping})"
+        )))
+    }
+    /// Close the mapping `mapping`; a mapping that is not open is success.
+    async fn close_luks(&self, mapping: &str) -> Result<(), NodeOpsError> {
+        let _ = mapping;
+        Ok(())
+    }
+    /// Grow the open mapping `mapping` to the size of its (grown) device.
+    async fn resize_luks(&self, mapping: &str, key: &Secret) -> Result<(), NodeOpsError> {
+        let _ = key;
+        Err(NodeOpsError::Failed(format!(
+            "this node cannot resize encrypted volumes (mapping {mapping})"
+        )))
+    }
 }
 
 /// Configuration of the node service.
@@ -94,17 +130,42 @@ pub struct NodeConfig {
     pub default_fs_type: String,
     /// Where publications are remembered across restarts (`None`: memory only).
     pub state_dir: Option<PathBuf>,
+    /// Where keys of encrypted volumes come from (see [`crate::keys`]).
+    pub keys: KeySource,
 }
 
 /// One publication of a volume at a target path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Published {
+    /// What is mounted: the volume's device, or for an encrypted volume its open mapping.
     device: String,
     block: bool,
     readonly: bool,
     /// Access mode forbids a second target on this node.
     single_writer: bool,
     fs_type: Option<String>,
+    /// Set for encrypted volumes: `device` is this LUKS mapping of the volume's device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    luks: Option<LuksMapping>,
+}
+
+/// The open LUKS mapping behind a publication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LuksMapping {
+    /// Device-mapper name (`<volume>-encrypt`).
+    mapping: String,
+    /// The volume's own (ciphertext) device.
+    backing: String,
+}
+
+/// Device-mapper name of the LUKS mapping of `volume` (validated: it reaches argv).
+pub fn luks_mapping_name(volume: &str) -> Result<String> {
+    let name = luks::mapping_name(volume);
+    hwameistor_core::names::validate("mapping", &name).map_err(|e| Error::InvalidField {
+        field: "volume_id",
+        reason: format!("cannot name the volume's LUKS mapping: {e}"),
+    })?;
+    Ok(name)
 }
 
 type Publications = BTreeMap<String, BTreeMap<String, Published>>;
@@ -206,6 +267,64 @@ impl NodeService {
         }
     }
 
+    /// The key reference of `volume` if it is encrypted: from the object store (the truth),
+    /// or, for a volume the store does not know, from the volume context.
+    async fn encryption_of(
+        &self,
+        volume: &str,
+        volume_context: &std::collections::HashMap<String, String>,
+    ) -> Result<Option<NamespacedName>> {
+        if self.driver != Driver::Lvm {
+            return Ok(None);
+        }
+        let rec = self
+            .backend
+            .get_volume(volume)
+            .await
+            .map_err(Error::backend(format!("read volume {volume}")))?;
+        if let Some(rec) = rec {
+            return Ok(Self::encryption_in(&rec.spec.params));
+        }
+        match volume_context
+            .get(hwameistor_core::params::keys::ENCRYPT_SECRET)
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => Ok(Some(hwameistor_core::params::parse_secret_ref(v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn encryption_in(params: &VolumeParams) -> Option<NamespacedName> {
+        match params {
+            VolumeParams::Lvm(p) => p.encrypt.as_ref().map(|e| NamespacedName {
+                namespace: e.secret_namespace.clone(),
+                name: e.secret_name.clone(),
+            }),
+            VolumeParams::Disk(_) => None,
+        }
+    }
+
+    /// The key of an encrypted volume (request secrets first, then the node's source).
+    async fn key_for(
+        &self,
+        reference: &NamespacedName,
+        secrets: &std::collections::HashMap<String, String>,
+    ) -> Result<Secret> {
+        use crate::keys::KeyError;
+        self.cfg
+            .keys
+            .key(reference, secrets)
+            .await
+            .map_err(|e| match e {
+                KeyError::Unavailable { .. } => Error::NotReady {
+                    reason: e.to_string(),
+                },
+                _ => Error::Precondition {
+                    reason: e.to_string(),
+                },
+            })
+    }
+
     fn target_field(path: &str, field: &'static str) -> Result<PathBuf> {
         if path.is_empty() {
             return Err(Error::MissingField { field });
@@ -231,6 +350,25 @@ impl NodeService {
         })?;
         let access = check_capability(cap, "volume_capability")?;
         let device = self.device_of(&req.volume_id, &req.publish_context).await?;
+        // An encrypted volume is mounted through its LUKS mapping; the key is looked up
+        // before anything is touched, so a missing key changes nothing on the node.
+        let encryption = match self
+            .encryption_of(&req.volume_id, &req.volume_context)
+            .await?
+        {
+            Some(reference) => {
+                let mapping = luks_mapping_name(&req.volume_id)?;
+                let key = self.key_for(&reference, &req.secrets).await?;
+                Some((
+                    LuksMapping {
+                        mapping,
+                        backing: device.clone(),
+                    },
+                    key,
+                ))
+            }
+            None => None,
+        };
         let fs_type = match &access.kind {
             AccessKind::Block => None,
             AccessKind::Mount { fs_type, .. } => Some(
@@ -246,11 +384,15 @@ impl NodeService {
             ),
         };
         let wanted = Published {
-            device: device.clone(),
+            device: match &encryption {
+                Some((l, _)) => luks::mapper_path(&l.mapping).display().to_string(),
+                None => device.clone(),
+            },
             block: matches!(access.kind, AccessKind::Block),
             readonly: req.readonly,
             single_writer: access.single_writer,
             fs_type: fs_type.clone(),
+            luks: encryption.as_ref().map(|(l, _)| l.clone()),
         };
         let target_key = target.display().to_string();
         let mut all = self.published.lock().await;
@@ -280,19 +422,40 @@ impl NodeService {
                 ),
             });
         }
-        let dev = Path::new(&device);
-        let formatted = match (&access.kind, &fs_type) {
+        let dev = match &encryption {
+            // Blank device: luksFormat first; LUKS: open; anything else: refused untouched.
+            Some((l, key)) => self
+                .ops
+                .open_luks(Path::new(&l.backing), &l.mapping, key)
+                .await
+                .map_err(Error::node("open the LUKS container"))?,
+            None => PathBuf::from(&device),
+        };
+        drop(encryption);
+        let mounted = match (&access.kind, &fs_type) {
             (AccessKind::Mount { flags, .. }, Some(fs)) => self
                 .ops
-                .mount_fs(dev, &target, fs, flags, req.readonly)
+                .mount_fs(&dev, &target, fs, flags, req.readonly)
                 .await
-                .map_err(Error::node("mount"))?,
-            _ => {
-                self.ops
-                    .mount_block(dev, &target, req.readonly)
-                    .await
-                    .map_err(Error::node("bind mount"))?;
-                false
+                .map_err(Error::node("mount")),
+            _ => self
+                .ops
+                .mount_block(&dev, &target, req.readonly)
+                .await
+                .map(|()| false)
+                .map_err(Error::node("bind mount")),
+        };
+        let formatted = match mounted {
+            Ok(f) => f,
+            Err(e) => {
+                // Do not leave a mapping open that no publication uses.
+                if let Some(l) = &wanted.luks
+                    && !mine.keys().any(|t| *t != target_key)
+                    && let Err(ce) = self.ops.close_luks(&l.mapping).await
+                {
+                    tracing::warn!(volume = %req.volume_id, error = %ce, "cannot close the LUKS mapping after a failed mount");
+                }
+                return Err(e);
             }
         };
         mine.insert(target_key.clone(), wanted);
@@ -342,10 +505,25 @@ impl NodeService {
             .unmount(&target)
             .await
             .map_err(Error::node("unmount"))?;
-        if let Some(m) = all.get_mut(&req.volume_id) {
-            m.remove(&key);
-            if m.is_empty() {
-                all.remove(&req.volume_id);
+        let forgotten = all.get_mut(&req.volume_id).and_then(|m| m.remove(&key));
+        if all.get(&req.volume_id).is_some_and(|m| m.is_empty()) {
+            all.remove(&req.volume_id);
+        }
+        // The last publication on this node closes the volume's LUKS mapping. Also when we
+        // did not know the publication (a mapping left open by a crash or a lost state
+        // file): closing a mapping that is not open is a no-op.
+        if self.driver == Driver::Lvm && !all.contains_key(&req.volume_id) {
+            let mapping = match forgotten.and_then(|p| p.luks) {
+                Some(l) => Some(l.mapping),
+                None => luks_mapping_name(&req.volume_id).ok(),
+            };
+            if let Some(m) = mapping
+                && let Err(e) = self.ops.close_luks(&m).await
+            {
+                let snapshot = all.clone();
+                drop(all);
+                self.save(&snapshot).await;
+                return Err(Error::node("close the LUKS mapping")(e));
             }
         }
         let snapshot = all.clone();
@@ -503,10 +681,23 @@ impl NodeService {
                 Some(volume_capability::AccessType::Block(_))
             )
         });
-        let device = match &publication {
+        let mut device = match &publication {
             Some(p) => p.device.clone(),
             None => self.device_of(&req.volume_id, &Default::default()).await?,
         };
+        if let Some(reference) = Self::encryption_in(&rec.spec.params) {
+            // The LV grew; the mapping on it must grow before the filesystem can.
+            let mapping = match publication.as_ref().and_then(|p| p.luks.as_ref()) {
+                Some(l) => l.mapping.clone(),
+                None => luks_mapping_name(&req.volume_id)?,
+            };
+            let key = self.key_for(&reference, &req.secrets).await?;
+            self.ops
+                .resize_luks(&mapping, &key)
+                .await
+                .map_err(Error::node("resize the LUKS mapping"))?;
+            device = luks::mapper_path(&mapping).display().to_string();
+        }
         let size = if block {
             self.ops
                 .device_size(Path::new(&device))

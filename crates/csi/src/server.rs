@@ -14,6 +14,7 @@ use hwameistor_store::Store;
 use crate::backend::Backend;
 use crate::controller::{ControllerConfig, ControllerService};
 use crate::identity::IdentityService;
+use crate::keys::KeySource;
 use crate::node::{NodeConfig, NodeOps, NodeService};
 use crate::proto::controller_server::ControllerServer;
 use crate::proto::identity_server::IdentityServer;
@@ -53,6 +54,9 @@ pub struct CsiConfig {
     pub default_fs_type: String,
     /// Where the node service remembers publications across restarts.
     pub state_dir: Option<PathBuf>,
+    /// Where the node service finds keys of encrypted volumes. [`KeySource::None`] with a
+    /// Kubernetes store means Secrets through that store ([`serve_lvm`] sets it).
+    pub keys: KeySource,
 }
 
 impl CsiConfig {
@@ -66,6 +70,7 @@ impl CsiConfig {
             controller_cfg: ControllerConfig::default(),
             default_fs_type: "ext4".into(),
             state_dir: None,
+            keys: KeySource::None,
         }
     }
 
@@ -82,11 +87,14 @@ impl CsiConfig {
 /// Serve `lvm.hwameistor.io` over `store` (LocalVolume & co.) until `shutdown` is
 /// cancelled.
 pub async fn serve_lvm(
-    cfg: CsiConfig,
+    mut cfg: CsiConfig,
     store: Store,
     node_ops: Arc<dyn NodeOps>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if cfg.keys.is_none() && matches!(store, Store::Kube(_)) {
+        cfg.keys = KeySource::Store(store.clone());
+    }
     serve(
         Driver::Lvm,
         cfg,
@@ -154,6 +162,7 @@ pub async fn serve(
                 node_name: cfg.node_name.clone(),
                 default_fs_type: cfg.default_fs_type.clone(),
                 state_dir: cfg.state_dir.clone(),
+                keys: cfg.keys.clone(),
             },
             backend.clone(),
             node_ops,
