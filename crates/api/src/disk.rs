@@ -543,6 +543,11 @@ pub struct LocalDiskActionStatus {
 // ---------------------------------------------------------------------------------------------
 
 /// Create or extend the thin pool `LocalStorage_ThinPool` inside an LVM pool of a node.
+///
+/// The node agent of `spec.nodeName` creates the thin pool (or grows it; it never shrinks)
+/// in the VG of `description.poolName`, tags it with the over-provision ratio and sets
+/// `status.status` to `Consumed` (bound) or `Failed` with the command's message in
+/// `status.message` (retried). Deleting the claim leaves the thin pool in place.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "hwameistor.io",
@@ -570,17 +575,24 @@ pub struct ThinPoolClaimSpec {
 pub struct ThinPoolClaimDescription {
     /// LVM pool (`LocalStorage_PoolHDD`, ...).
     pub pool_name: String,
-    /// Data size in GiB.
+    /// Data size in GiB. Exactly one of `capacity` and `capacityPercent` must be given.
+    #[serde(default, skip_serializing_if = "is_default")]
     #[schemars(range(min = 1, max = 1048576))]
     pub capacity: i64,
+    /// Data size as a percentage of the pool's (VG's) total size, 1..=95 (metadata and
+    /// lvm's spare metadata copy need room too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 95))]
+    pub capacity_percent: Option<i64>,
     /// Over-provisioning ratio, e.g. `"1.0"` (the default); the latest non-empty record wins.
     #[serde(
         default = "default_over_provision_ratio",
         skip_serializing_if = "Option::is_none"
     )]
     pub over_provision_ratio: Option<String>,
-    /// Metadata size in GiB.
+    /// Metadata size in GiB (default 1); 0 lets lvm size it from the data size.
     #[serde(default = "default_pool_metadata_size")]
+    #[schemars(range(min = 0, max = 16))]
     pub pool_metadata_size: i64,
 }
 
@@ -595,9 +607,13 @@ fn default_pool_metadata_size() -> i64 {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThinPoolClaimStatus {
-    /// Pending, ToBeConsumed, Consumed, ToBeDeleted or Deleted.
+    /// Pending, ToBeConsumed, Consumed (the thin pool exists as claimed), Failed,
+    /// ToBeDeleted or Deleted.
     #[serde(default, skip_serializing_if = "is_default")]
     pub status: ThinPoolClaimPhase,
+    /// Why the last attempt failed, or what was done.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Pool class of a ThinPoolClaim's pool, if the pool name is a known LVM pool.

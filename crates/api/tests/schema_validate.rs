@@ -119,6 +119,7 @@ fn fully_populated_objects_validate() {
             description: ThinPoolClaimDescription {
                 pool_name: "LocalStorage_PoolHDD".into(),
                 capacity: 10,
+                capacity_percent: None,
                 over_provision_ratio: Some("2.0".into()),
                 pool_metadata_size: 1,
             },

@@ -238,6 +238,8 @@ string_enum! {
         Consumed = "Consumed",
         ToBeDeleted = "ToBeDeleted",
         Deleted = "Deleted",
+        /// The last attempt failed (`status.message` says why); retried periodically.
+        Failed = "Failed",
     }
 }
 default_variant!(ThinPoolClaimPhase::Unknown);
