@@ -4,278 +4,172 @@
 use hwameistor_api::registry::{self, format_age, json_path_get};
 use serde_json::json;
 
-/// (kind, plural, short names, columns as (name, jsonPath, priority)).
-type Expect = (
-    &'static str,
-    &'static str,
-    &'static [&'static str],
-    &'static [(&'static str, &'static str, i32)],
-);
+/// The original's kinds, one per line (`Kind plural shortnames|-`), each followed by its
+/// printer columns in CRD order, indented (`name jsonPath [priority]`; `#` starts a comment).
+const EXPECTED: &str = "
+Cluster clusters hmcluster
+Event events evt
+    type .spec.resourceType
+    resource .spec.resourceName
+LocalDiskAction localdiskactions lda
+    Action .spec.action
+    MaxCapacity .spec.rule.maxCapacity
+    MinCapacity .spec.rule.minCapacity
+    DevicePath .spec.rule.devicePath
+LocalDiskClaim localdiskclaims ldc
+    NodeMatch .spec.nodeName
+    Phase .status.status
+    Owner .spec.owner
+LocalDiskNode localdisknodes ldn
+    FreeCapacity .status.freeCapacity
+    TotalCapacity .status.totalCapacity
+    TotalDisk .status.totalDisk
+    status .status.state
+    age .metadata.creationTimestamp
+LocalDisk localdisks ld
+    NodeMatch .spec.nodeName
+    Capacity .spec.capacity 1
+    PreNodeMatch .spec.preNodeName 1
+    DevicePath .spec.devicePath
+    PreDevicePath .spec.preDevicePath 1
+    Owner .spec.owner
+    Phase .status.claimState
+    Health .spec.smartInfo.overallHealth 1
+    Reserved .spec.reserved 1
+    State .spec.state
+    Age .metadata.creationTimestamp
+LocalDiskVolume localdiskvolumes ldv
+    Node .spec.accessibility.nodes[0]
+    Disk .status.devPath
+    AllocatedCap .status.allocatedCapacityBytes
+    Type .spec.diskType
+    Status .status.state
+LocalStorageNode localstoragenodes lsn
+    ip .spec.storageIP
+    status .status.state
+    PoolHDD .status.pools.LocalStorage_PoolHDD.freeCapacityBytes 1
+    PoolSSD .status.pools.LocalStorage_PoolSSD.freeCapacityBytes 1
+    PoolNVMe .status.pools.LocalStorage_PoolNVMe.freeCapacityBytes 1
+    age .metadata.creationTimestamp
+LocalVolumeConvert localvolumeconverts lvconvert
+    volume .spec.volumeName
+    replicas .spec.replicaNumber
+    state .status.state
+    message .status.message
+    abort .spec.abort
+    age .metadata.creationTimestamp
+LocalVolumeExpand localvolumeexpands lvexpand
+    newCapacity .spec.requiredCapacityBytes
+    abort .spec.abort
+    state .status.state
+    subs .status.subs
+    message .status.message
+    age .metadata.creationTimestamp
+LocalVolumeGroup localvolumegroups lvg,lvgr
+    pod .spec.pods
+    namespace .spec.namespace
+    age .metadata.creationTimestamp
+LocalVolumeMigrate localvolumemigrates lvmigrate,lvmmigrate
+    volume .spec.volumeName
+    from .spec.sourceNode
+    to .status.targetNode
+    state .status.state
+    age .metadata.creationTimestamp
+LocalVolumeReplica localvolumereplicas lvr,lvrr
+    capacity .spec.requiredCapacityBytes
+    node .spec.nodeName
+    state .status.state
+    synced .status.synced
+    device .status.devPath
+    age .metadata.creationTimestamp
+LocalVolumeReplicaSnapshotRestore localvolumereplicasnapshotrestores lvrsrestore,lvrsnaprestore
+    nodeName .spec.nodeName
+    targetvolume .spec.targetVolume
+    sourcesnapshot .spec.sourceVolumeSnapshot
+    state .status.state
+    age .metadata.creationTimestamp
+LocalVolumeReplicaSnapshot localvolumereplicasnapshots lvrs
+    Capacity .status.allocatedCapacityBytes
+    NodeName .spec.nodeName
+    SourceVolume .spec.sourceVolume
+    State .status.state
+    Merging .status.attr.merging
+    Invalid .status.attr.invalid
+    Age .status.creationTime
+    SourceVolumeReplica .spec.sourceVolumeReplica 1
+LocalVolume localvolumes lv
+    pool .spec.poolName
+    replicas .spec.replicaNumber
+    capacity .spec.requiredCapacityBytes
+    used .status.usedCapacityBytes
+    state .status.state
+    resource .spec.config.resourceID 1
+    published .status.publishedNode
+    fstype .status.fsType 1
+    group .spec.volumegroup 1
+    age .metadata.creationTimestamp
+LocalVolumeSnapshotRestore localvolumesnapshotrestores lvsrestore,lvsnaprestore
+    targetvolume .spec.targetVolume
+    sourcesnapshot .spec.sourceVolumeSnapshot
+    state .status.state
+    age .metadata.creationTimestamp
+    # Ours: merge/copy progress, in the wide output only (the seed's table stays).
+    progress .status.progress 1
+LocalVolumeSnapshot localvolumesnapshots lvs,lvss
+    Capacity .status.allocatedCapacityBytes
+    SourceVolume .spec.sourceVolume
+    State .status.state
+    Merging .status.attr.merging
+    Invalid .status.attr.invalid
+    Age .status.creationTime
+ResizePolicy resizepolicies -
+ThinPoolClaim thinpoolclaims tpc
+    NodeName .spec.nodeName
+    Phase .status.status
+";
 
-const AGE: (&str, &str, i32) = ("age", ".metadata.creationTimestamp", 0);
+/// A kind of [`EXPECTED`]: kind, plural, short names, columns as (name, jsonPath, priority).
+type Expect = (String, String, Vec<String>, Vec<(String, String, i32)>);
 
-const EXPECTED: &[Expect] = &[
-    ("Cluster", "clusters", &["hmcluster"], &[]),
-    (
-        "Event",
-        "events",
-        &["evt"],
-        &[
-            ("type", ".spec.resourceType", 0),
-            ("resource", ".spec.resourceName", 0),
-        ],
-    ),
-    (
-        "LocalDiskAction",
-        "localdiskactions",
-        &["lda"],
-        &[
-            ("Action", ".spec.action", 0),
-            ("MaxCapacity", ".spec.rule.maxCapacity", 0),
-            ("MinCapacity", ".spec.rule.minCapacity", 0),
-            ("DevicePath", ".spec.rule.devicePath", 0),
-        ],
-    ),
-    (
-        "LocalDiskClaim",
-        "localdiskclaims",
-        &["ldc"],
-        &[
-            ("NodeMatch", ".spec.nodeName", 0),
-            ("Phase", ".status.status", 0),
-            ("Owner", ".spec.owner", 0),
-        ],
-    ),
-    (
-        "LocalDiskNode",
-        "localdisknodes",
-        &["ldn"],
-        &[
-            ("FreeCapacity", ".status.freeCapacity", 0),
-            ("TotalCapacity", ".status.totalCapacity", 0),
-            ("TotalDisk", ".status.totalDisk", 0),
-            ("status", ".status.state", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalDisk",
-        "localdisks",
-        &["ld"],
-        &[
-            ("NodeMatch", ".spec.nodeName", 0),
-            ("Capacity", ".spec.capacity", 1),
-            ("PreNodeMatch", ".spec.preNodeName", 1),
-            ("DevicePath", ".spec.devicePath", 0),
-            ("PreDevicePath", ".spec.preDevicePath", 1),
-            ("Owner", ".spec.owner", 0),
-            ("Phase", ".status.claimState", 0),
-            ("Health", ".spec.smartInfo.overallHealth", 1),
-            ("Reserved", ".spec.reserved", 1),
-            ("State", ".spec.state", 0),
-            ("Age", ".metadata.creationTimestamp", 0),
-        ],
-    ),
-    (
-        "LocalDiskVolume",
-        "localdiskvolumes",
-        &["ldv"],
-        &[
-            ("Node", ".spec.accessibility.nodes[0]", 0),
-            ("Disk", ".status.devPath", 0),
-            ("AllocatedCap", ".status.allocatedCapacityBytes", 0),
-            ("Type", ".spec.diskType", 0),
-            ("Status", ".status.state", 0),
-        ],
-    ),
-    (
-        "LocalStorageNode",
-        "localstoragenodes",
-        &["lsn"],
-        &[
-            ("ip", ".spec.storageIP", 0),
-            ("status", ".status.state", 0),
-            (
-                "PoolHDD",
-                ".status.pools.LocalStorage_PoolHDD.freeCapacityBytes",
-                1,
-            ),
-            (
-                "PoolSSD",
-                ".status.pools.LocalStorage_PoolSSD.freeCapacityBytes",
-                1,
-            ),
-            (
-                "PoolNVMe",
-                ".status.pools.LocalStorage_PoolNVMe.freeCapacityBytes",
-                1,
-            ),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeConvert",
-        "localvolumeconverts",
-        &["lvconvert"],
-        &[
-            ("volume", ".spec.volumeName", 0),
-            ("replicas", ".spec.replicaNumber", 0),
-            ("state", ".status.state", 0),
-            ("message", ".status.message", 0),
-            ("abort", ".spec.abort", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeExpand",
-        "localvolumeexpands",
-        &["lvexpand"],
-        &[
-            ("newCapacity", ".spec.requiredCapacityBytes", 0),
-            ("abort", ".spec.abort", 0),
-            ("state", ".status.state", 0),
-            ("subs", ".status.subs", 0),
-            ("message", ".status.message", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeGroup",
-        "localvolumegroups",
-        &["lvg", "lvgr"],
-        &[
-            ("pod", ".spec.pods", 0),
-            ("namespace", ".spec.namespace", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeMigrate",
-        "localvolumemigrates",
-        &["lvmigrate", "lvmmigrate"],
-        &[
-            ("volume", ".spec.volumeName", 0),
-            ("from", ".spec.sourceNode", 0),
-            ("to", ".status.targetNode", 0),
-            ("state", ".status.state", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeReplica",
-        "localvolumereplicas",
-        &["lvr", "lvrr"],
-        &[
-            ("capacity", ".spec.requiredCapacityBytes", 0),
-            ("node", ".spec.nodeName", 0),
-            ("state", ".status.state", 0),
-            ("synced", ".status.synced", 0),
-            ("device", ".status.devPath", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeReplicaSnapshotRestore",
-        "localvolumereplicasnapshotrestores",
-        &["lvrsrestore", "lvrsnaprestore"],
-        &[
-            ("nodeName", ".spec.nodeName", 0),
-            ("targetvolume", ".spec.targetVolume", 0),
-            ("sourcesnapshot", ".spec.sourceVolumeSnapshot", 0),
-            ("state", ".status.state", 0),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeReplicaSnapshot",
-        "localvolumereplicasnapshots",
-        &["lvrs"],
-        &[
-            ("Capacity", ".status.allocatedCapacityBytes", 0),
-            ("NodeName", ".spec.nodeName", 0),
-            ("SourceVolume", ".spec.sourceVolume", 0),
-            ("State", ".status.state", 0),
-            ("Merging", ".status.attr.merging", 0),
-            ("Invalid", ".status.attr.invalid", 0),
-            ("Age", ".status.creationTime", 0),
-            ("SourceVolumeReplica", ".spec.sourceVolumeReplica", 1),
-        ],
-    ),
-    (
-        "LocalVolume",
-        "localvolumes",
-        &["lv"],
-        &[
-            ("pool", ".spec.poolName", 0),
-            ("replicas", ".spec.replicaNumber", 0),
-            ("capacity", ".spec.requiredCapacityBytes", 0),
-            ("used", ".status.usedCapacityBytes", 0),
-            ("state", ".status.state", 0),
-            ("resource", ".spec.config.resourceID", 1),
-            ("published", ".status.publishedNode", 0),
-            ("fstype", ".status.fsType", 1),
-            ("group", ".spec.volumegroup", 1),
-            AGE,
-        ],
-    ),
-    (
-        "LocalVolumeSnapshotRestore",
-        "localvolumesnapshotrestores",
-        &["lvsrestore", "lvsnaprestore"],
-        &[
-            ("targetvolume", ".spec.targetVolume", 0),
-            ("sourcesnapshot", ".spec.sourceVolumeSnapshot", 0),
-            ("state", ".status.state", 0),
-            AGE,
-            // Ours: merge/copy progress, in the wide output only (the seed's table stays).
-            ("progress", ".status.progress", 1),
-        ],
-    ),
-    (
-        "LocalVolumeSnapshot",
-        "localvolumesnapshots",
-        &["lvs", "lvss"],
-        &[
-            ("Capacity", ".status.allocatedCapacityBytes", 0),
-            ("SourceVolume", ".spec.sourceVolume", 0),
-            ("State", ".status.state", 0),
-            ("Merging", ".status.attr.merging", 0),
-            ("Invalid", ".status.attr.invalid", 0),
-            ("Age", ".status.creationTime", 0),
-        ],
-    ),
-    ("ResizePolicy", "resizepolicies", &[], &[]),
-    (
-        "ThinPoolClaim",
-        "thinpoolclaims",
-        &["tpc"],
-        &[
-            ("NodeName", ".spec.nodeName", 0),
-            ("Phase", ".status.status", 0),
-        ],
-    ),
-];
+fn expected() -> Vec<Expect> {
+    let mut out: Vec<Expect> = Vec::new();
+    for line in EXPECTED.lines() {
+        let text = line.split('#').next().unwrap_or_default();
+        let w: Vec<&str> = text.split_whitespace().collect();
+        if w.is_empty() {
+            continue;
+        }
+        if line.starts_with(' ') {
+            let prio = w.get(2).map_or(0, |p| p.parse().unwrap());
+            let kind = out.last_mut().expect("a column before any kind");
+            kind.3.push((w[0].to_string(), w[1].to_string(), prio));
+        } else {
+            let shorts = match w[2] {
+                "-" => vec![],
+                s => s.split(',').map(str::to_string).collect(),
+            };
+            out.push((w[0].to_string(), w[1].to_string(), shorts, vec![]));
+        }
+    }
+    out
+}
 
 #[test]
 fn every_kind_has_the_original_names_and_columns() {
     let kinds = registry::kinds();
-    assert_eq!(kinds.len(), EXPECTED.len());
-    for (kind, plural, shorts, cols) in EXPECTED {
+    let expected = expected();
+    assert_eq!(expected.len(), 20);
+    assert_eq!(kinds.len(), expected.len());
+    for (kind, plural, shorts, cols) in &expected {
         let info = registry::lookup(kind).unwrap_or_else(|| panic!("{kind} missing"));
         assert_eq!(info.kind, *kind);
         assert_eq!(info.plural, *plural, "{kind}");
         assert_eq!(info.singular, kind.to_lowercase(), "{kind}");
         assert_eq!(info.short_names, *shorts, "{kind} short names");
-        let got: Vec<(&str, &str, i32)> = info
+        let got: Vec<(String, String, i32)> = info
             .columns
             .iter()
-            .map(|c| {
-                (
-                    c.name.as_str(),
-                    c.json_path.as_str(),
-                    c.priority.unwrap_or(0),
-                )
-            })
+            .map(|c| (c.name.clone(), c.json_path.clone(), c.priority.unwrap_or(0)))
             .collect();
         assert_eq!(got, *cols, "{kind} printer columns");
         assert!(info.has_status, "{kind} has a status subresource");
@@ -406,34 +300,14 @@ fn lsn_table_matches_kubectl_get_lsn() {
 #[test]
 fn lv_table_matches_kubectl_get_lv() {
     let info = registry::lookup("lv").unwrap();
+    let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
     assert_eq!(
         info.headers(false),
-        [
-            "NAME",
-            "POOL",
-            "REPLICAS",
-            "CAPACITY",
-            "USED",
-            "STATE",
-            "PUBLISHED",
-            "AGE"
-        ]
+        words("NAME POOL REPLICAS CAPACITY USED STATE PUBLISHED AGE")
     );
     assert_eq!(
         info.headers(true),
-        [
-            "NAME",
-            "POOL",
-            "REPLICAS",
-            "CAPACITY",
-            "USED",
-            "STATE",
-            "RESOURCE",
-            "PUBLISHED",
-            "FSTYPE",
-            "GROUP",
-            "AGE"
-        ]
+        words("NAME POOL REPLICAS CAPACITY USED STATE RESOURCE PUBLISHED FSTYPE GROUP AGE")
     );
     let obj = json!({
         "metadata": {"name": "pvc-1", "creationTimestamp": "2024-01-01T00:00:00Z"},
@@ -444,20 +318,8 @@ fn lv_table_matches_kubectl_get_lv() {
     });
     let now = registry::parse_rfc3339_unix("2024-01-06T23:00:00Z").unwrap();
     assert_eq!(
-        info.row(&obj, true, now),
-        [
-            "pvc-1",
-            "LocalStorage_PoolHDD",
-            "1",
-            "1073741824",
-            "33783808",
-            "Ready",
-            "-1",
-            "master",
-            "xfs",
-            "",
-            "5d23h"
-        ]
+        info.row(&obj, true, now).join("|"),
+        "pvc-1|LocalStorage_PoolHDD|1|1073741824|33783808|Ready|-1|master|xfs||5d23h"
     );
 }
 
