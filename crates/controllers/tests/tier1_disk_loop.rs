@@ -3,77 +3,22 @@
 //! disk goes Inactive within 2 s and comes back under the same LocalDisk name when attached
 //! again at another loop number.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use hwameistor_api::LocalDisk;
 use hwameistor_controllers::disk::{self, DiskClusterConfig, DiskNodeConfig};
 use hwameistor_core::types::{DiskClaimState, LocalDiskState};
 use hwameistor_exec::{Cmd, Runner, TokioRunner};
 use hwameistor_store::{EmbeddedStore, Store};
+use hwameistor_testkit::block::{attach_loop, detach_loop};
+use hwameistor_testkit::{Sandbox, wait_timed as wait_for};
 use tokio_util::sync::CancellationToken;
 
-/// Loop devices attached by this test; detached on drop, even on failure.
-#[derive(Default, Clone)]
-struct Loops(Arc<Mutex<Vec<String>>>);
-
-impl Loops {
-    async fn attach(&self, file: &Path) -> Result<String> {
-        let out = TokioRunner
-            .run(
-                &Cmd::new("losetup")
-                    .args(["--find", "--show"])
-                    .arg(file.display().to_string()),
-            )
-            .await?;
-        let dev = out.stdout.trim().to_owned();
-        if !dev.starts_with("/dev/loop") {
-            bail!("losetup printed {dev:?}");
-        }
-        self.0.lock().unwrap().push(dev.clone());
-        Ok(dev)
-    }
-
-    async fn detach(&self, dev: &str) -> Result<()> {
-        TokioRunner
-            .run(&Cmd::new("losetup").args(["-d", dev]))
-            .await?;
-        self.0.lock().unwrap().retain(|d| d != dev);
-        Ok(())
-    }
-}
-
-impl Drop for Loops {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.0) > 1 {
-            return;
-        }
-        let devs: Vec<String> = std::mem::take(&mut *self.0.lock().unwrap());
-        if devs.is_empty() {
-            return;
-        }
-        // Drop cannot await: detach from a helper thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            for d in devs {
-                let _ = rt.block_on(TokioRunner.run(&Cmd::new("losetup").args(["-d", &d])));
-            }
-        })
-        .join();
-    }
-}
-
-fn sparse(dir: &Path, name: &str, size: u64) -> Result<PathBuf> {
-    let p = dir.join(name);
-    std::fs::File::create(&p)?.set_len(size)?;
-    Ok(p)
+/// Attach `file` to a loop device (the sandbox detaches it on drop, even on failure).
+async fn attach(file: &Path) -> Result<String> {
+    Ok(attach_loop(file).await?.display().to_string())
 }
 
 async fn by_path(store: &Store, dev: &str) -> Option<LocalDisk> {
@@ -82,21 +27,6 @@ async fn by_path(store: &Store, dev: &str) -> Option<LocalDisk> {
         .ok()?
         .into_iter()
         .find(|d| d.spec.device_path == dev)
-}
-
-async fn wait_for<F, Fut, T>(what: &str, timeout: Duration, mut f: F) -> Result<(T, Duration)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if let Some(v) = f().await {
-            return Ok((v, t0.elapsed()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,11 +43,10 @@ async fn hot_plug_is_seen_by_polling_alone() -> Result<()> {
 }
 
 async fn scenario(uevents: bool) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let loops = Loops::default();
-    let blank = sparse(tmp.path(), "blank.img", 256 << 20)?;
-    let data = sparse(tmp.path(), "data.img", 128 << 20)?;
-    let filler = sparse(tmp.path(), "filler.img", 16 << 20)?;
+    let sb = Sandbox::new(&format!("disk-loop-{uevents}"))?;
+    let blank = sb.sparse_file("blank.img", 256 << 20)?;
+    let data = sb.sparse_file("data.img", 128 << 20)?;
+    let filler = sb.sparse_file("filler.img", 16 << 20)?;
     TokioRunner
         .run(
             &Cmd::new("mkfs.ext4")
@@ -147,8 +76,8 @@ async fn scenario(uevents: bool) -> Result<()> {
     ));
 
     // hot-plug: attach while the node runs
-    let blank_dev = loops.attach(&blank).await?;
-    let data_dev = loops.attach(&data).await?;
+    let blank_dev = attach(&blank).await?;
+    let data_dev = attach(&data).await?;
     let (ld, seen_after) = wait_for("blank loop disk", Duration::from_secs(5), || {
         let s = store.clone();
         let d = blank_dev.clone();
@@ -209,7 +138,7 @@ async fn scenario(uevents: bool) -> Result<()> {
 
     // hot-unplug: Inactive within 2 s, path kept as preDevicePath
     let t0 = Instant::now();
-    loops.detach(&blank_dev).await?;
+    detach_loop(Path::new(&blank_dev)).await?;
     let (gone, _) = wait_for("Inactive", Duration::from_secs(5), || {
         let s = store.clone();
         let n = name.clone();
@@ -231,8 +160,8 @@ async fn scenario(uevents: bool) -> Result<()> {
     assert_eq!(gone.spec.device_path, "");
 
     // occupy the old loop number so the disk comes back elsewhere
-    let filler_dev = loops.attach(&filler).await?;
-    let back_dev = loops.attach(&blank).await?;
+    let filler_dev = attach(&filler).await?;
+    let back_dev = attach(&blank).await?;
     assert_ne!(back_dev, blank_dev, "re-attached at the same loop number");
     let t0 = Instant::now();
     let (back, _) = wait_for("Active again", Duration::from_secs(5), || {
@@ -257,6 +186,6 @@ async fn scenario(uevents: bool) -> Result<()> {
     shutdown.cancel();
     node.await??;
     cluster.await??;
-    drop(loops);
+    drop(sb);
     Ok(())
 }

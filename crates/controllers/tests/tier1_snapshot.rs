@@ -23,115 +23,16 @@ use hwameistor_api::{
 use hwameistor_controllers::snapshot::{self, SnapshotClusterConfig, SnapshotNodeConfig};
 use hwameistor_controllers::volume;
 use hwameistor_engine::file::FileEngine;
-use hwameistor_engine::file::loopdev::{self, Losetup};
-use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine, fs};
-use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine};
+use hwameistor_exec::TokioRunner;
 use hwameistor_store::{EmbeddedStore, Store};
+use hwameistor_testkit::data::{dd_read, dd_write, digest};
+use hwameistor_testkit::{MI, Sandbox};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for};
 
-const MI: u64 = 1 << 20;
 const NODE: &str = "t1-snap-node";
-
-/// Run a command from synchronous code (Drop) on a private runtime in its own thread.
-fn run_sync(cmd: Cmd) -> Option<String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.run(&cmd)).ok().map(|o| o.stdout)
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-fn losetup() -> Losetup {
-    Losetup {
-        timeout: Duration::from_secs(30),
-    }
-}
-
-/// Owns the test directory; on drop unmounts, detaches and removes everything below it.
-struct Sandbox {
-    root: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Result<Self> {
-        let root = PathBuf::from(format!("/tmp/hwameistor-t1-snap-{}", std::process::id()));
-        let sb = Sandbox { root };
-        sb.cleanup();
-        std::fs::create_dir_all(&sb.root)?;
-        Ok(sb)
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p)
-    }
-
-    fn cleanup(&self) {
-        for _ in 0..3 {
-            if let Some(out) = run_sync(Cmd::new("findmnt").args([
-                "-J",
-                "-l",
-                "-o",
-                "SOURCE,TARGET,FSTYPE,OPTIONS",
-            ])) && let Ok(mounts) = fs::parse_findmnt(&out)
-            {
-                let mut targets: Vec<PathBuf> = mounts
-                    .into_iter()
-                    .map(|m| m.target)
-                    .filter(|t| t.starts_with(&self.root))
-                    .collect();
-                targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
-                for t in targets {
-                    run_sync(Cmd::new("umount").arg(t.to_string_lossy()));
-                }
-            }
-            let loops = run_sync(losetup().list())
-                .and_then(|out| loopdev::parse_losetup(&out).ok())
-                .unwrap_or_default();
-            let mut mine: Vec<_> = loops
-                .into_iter()
-                .filter(|l| {
-                    l.back_file
-                        .starts_with(self.root.to_string_lossy().as_ref())
-                })
-                .collect();
-            mine.sort_by_key(|l| std::cmp::Reverse(l.back_file.len()));
-            for l in mine {
-                run_sync(losetup().detach(&l.name));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-async fn run(cmd: Cmd) -> Result<String> {
-    Ok(TokioRunner.run(&cmd).await?.stdout)
-}
-
-/// A sparse file attached as a loop device: a "disk".
-async fn loop_disk(sb: &Sandbox, name: &str, size: u64) -> Result<PathBuf> {
-    let dir = sb.path("disks");
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{name}.img"));
-    std::fs::File::create(&file)?.set_len(size)?;
-    let out = run(Cmd::new("losetup")
-        .args(["--show", "-f"])
-        .arg(file.to_string_lossy()))
-    .await?;
-    Ok(PathBuf::from(out.trim()))
-}
 
 /// Write `mib` MiB of a pattern derived from `seed` at `offset_mib` with direct IO.
 async fn write_pattern(
@@ -141,42 +42,22 @@ async fn write_pattern(
     mib: u64,
     seed: u8,
 ) -> Result<()> {
-    let pat = sb.path(&format!("pattern-{seed}-{mib}"));
     let data: Vec<u8> = (0..(mib * MI) as usize)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 12) as u8))
         .collect();
-    std::fs::write(&pat, data)?;
-    run(Cmd::new("dd")
-        .arg(format!("if={}", pat.display()))
-        .arg(format!("of={}", dev.display()))
-        .args(["bs=1M", "oflag=direct", "conv=notrunc,fsync"])
-        .arg(format!("seek={offset_mib}")))
-    .await?;
-    Ok(())
+    dd_write(
+        &sb.path(format!("pattern-{seed}-{mib}")),
+        dev,
+        offset_mib,
+        &data,
+    )
+    .await
 }
 
 /// A digest of the first `mib` MiB of a device, read with direct IO (through a file in the
 /// sandbox, so nothing but the Runner touches the device).
 async fn checksum(sb: &Sandbox, dev: &Path, mib: u64) -> Result<String> {
-    use std::hash::{Hash, Hasher};
-    let copy = sb.path("readback.img");
-    run(Cmd::new("dd")
-        .arg(format!("if={}", dev.display()))
-        .arg(format!("of={}", copy.display()))
-        .args(["bs=1M", "iflag=direct", "status=none"])
-        .arg(format!("count={mib}")))
-    .await?;
-    let data = std::fs::read(&copy)?;
-    std::fs::remove_file(&copy)?;
-    ensure!(
-        data.len() as u64 == mib * MI,
-        "short read of {}: {} bytes",
-        dev.display(),
-        data.len()
-    );
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    data.hash(&mut h);
-    Ok(format!("{:016x}", h.finish()))
+    Ok(digest(&dd_read(&sb.path("readback.img"), dev, mib).await?))
 }
 
 async fn replica_dev(store: &Store, volume: &str) -> PathBuf {
@@ -228,8 +109,8 @@ async fn restore_done(store: &Store, name: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
-    let sb = Sandbox::new()?;
-    let disk = loop_disk(&sb, "d1", 1 << 30).await?;
+    let sb = Sandbox::new("snap")?;
+    let disk = sb.loop_disk("d1", 1 << 30).await?.dev;
     let store = Store::from(EmbeddedStore::open(sb.path("store.redb"))?);
     let engine: SharedEngine = Arc::new(FileEngine::new(
         TokioRunner::shared(),

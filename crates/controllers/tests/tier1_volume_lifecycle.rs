@@ -10,7 +10,6 @@
 
 mod volume_common;
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,155 +23,22 @@ use hwameistor_api::{
 };
 use hwameistor_controllers::volume::{self, ClusterConfig};
 use hwameistor_engine::file::FileEngine;
-use hwameistor_engine::file::loopdev::{self, Losetup};
-use hwameistor_engine::fs;
 use hwameistor_engine::qos::{QosLimits, Throttler};
 use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine, VolumeOptions};
-use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_exec::TokioRunner;
 use hwameistor_store::{EmbeddedStore, Store};
+use hwameistor_testkit::block::{blockdev_size, loops_below};
+use hwameistor_testkit::data::{byte_pattern, write_read_at};
+use hwameistor_testkit::{GI, MI, Sandbox};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use volume_common::{POOL_HDD, agent_cfg, claim_disks, volume, wait_for};
 
-const MI: u64 = 1 << 20;
-const GI: u64 = 1 << 30;
 const NODE: &str = "t1-node";
-
-/// Run a command from synchronous code (Drop) on a private runtime in its own thread.
-fn run_sync(cmd: Cmd) -> Option<String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.run(&cmd)).ok().map(|o| o.stdout)
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-fn losetup() -> Losetup {
-    Losetup {
-        timeout: Duration::from_secs(30),
-    }
-}
-
-/// Owns the test directory (and cgroup); on drop unmounts, detaches and removes everything.
-struct Sandbox {
-    root: PathBuf,
-    cgroup: Option<PathBuf>,
-}
-
-impl Sandbox {
-    fn new() -> Result<Self> {
-        let root = PathBuf::from(format!("/tmp/hwameistor-t1-vol-{}", std::process::id()));
-        let sb = Sandbox { root, cgroup: None };
-        sb.cleanup();
-        std::fs::create_dir_all(&sb.root)?;
-        Ok(sb)
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p)
-    }
-
-    /// Loop devices whose backing file is below `dir`.
-    fn loops_below(dir: &Path) -> Vec<loopdev::LoopDevice> {
-        let Some(out) = run_sync(losetup().list()) else {
-            return Vec::new();
-        };
-        let Ok(loops) = loopdev::parse_losetup(&out) else {
-            return Vec::new();
-        };
-        loops
-            .into_iter()
-            .filter(|l| l.back_file.starts_with(dir.to_string_lossy().as_ref()))
-            .collect()
-    }
-
-    fn cleanup(&self) {
-        for _ in 0..3 {
-            if let Some(out) = run_sync(Cmd::new("findmnt").args([
-                "-J",
-                "-l",
-                "-o",
-                "SOURCE,TARGET,FSTYPE,OPTIONS",
-            ])) && let Ok(mounts) = fs::parse_findmnt(&out)
-            {
-                let mut targets: Vec<PathBuf> = mounts
-                    .into_iter()
-                    .map(|m| m.target)
-                    .filter(|t| t.starts_with(&self.root))
-                    .collect();
-                targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
-                for t in targets {
-                    run_sync(Cmd::new("umount").arg(t.to_string_lossy()));
-                }
-            }
-            let mut loops = Self::loops_below(&self.root);
-            loops.sort_by_key(|l| std::cmp::Reverse(l.back_file.len()));
-            for l in loops {
-                run_sync(losetup().detach(&l.name));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-        if let Some(cg) = &self.cgroup {
-            let _ = std::fs::remove_dir(cg);
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-/// A sparse file attached as a loop device: a "disk".
-async fn loop_disk(sb: &Sandbox, name: &str, size: u64) -> Result<PathBuf> {
-    let dir = sb.path("disks");
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{name}.img"));
-    std::fs::File::create(&file)?.set_len(size)?;
-    let out = TokioRunner
-        .run(
-            &Cmd::new("losetup")
-                .args(["--show", "-f"])
-                .arg(file.to_string_lossy()),
-        )
-        .await?;
-    Ok(PathBuf::from(out.stdout.trim()))
-}
-
-async fn blockdev_size(dev: &Path) -> Result<u64> {
-    let out = TokioRunner
-        .run(
-            &Cmd::new("blockdev")
-                .arg("--getsize64")
-                .arg(dev.to_string_lossy()),
-        )
-        .await?;
-    Ok(out.stdout.trim().parse()?)
-}
 
 /// Write 1 MiB at `offset`, flush it to the device, and read it back.
 fn write_read(dev: &Path, offset: u64, seed: u8) -> Result<()> {
-    let data: Vec<u8> = (0..MI as usize)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dev)?;
-    f.seek(SeekFrom::Start(offset))?;
-    f.write_all(&data)?;
-    f.sync_all()?;
-    let mut back = vec![0u8; data.len()];
-    f.seek(SeekFrom::Start(offset))?;
-    f.read_exact(&mut back)?;
-    ensure!(back == data, "data read back differs");
-    Ok(())
+    write_read_at(dev, offset, &byte_pattern(MI as usize, seed))
 }
 
 struct Agent {
@@ -226,9 +92,9 @@ async fn replica_of(store: &Store, volume: &str) -> Option<LocalVolumeReplica> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
-    let mut sb = Sandbox::new()?;
-    let d1 = loop_disk(&sb, "d1", GI).await?;
-    let d2 = loop_disk(&sb, "d2", GI).await?;
+    let sb = Sandbox::new("vol")?;
+    let d1 = sb.loop_disk("d1", GI).await?.dev;
+    let d2 = sb.loop_disk("d2", GI).await?.dev;
     let store = Store::from(EmbeddedStore::open(sb.path("store.redb"))?);
     let engine: SharedEngine = Arc::new(FileEngine::new(
         TokioRunner::shared(),
@@ -244,7 +110,7 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
         Path::new("/sys/fs/cgroup"),
         &format!("hwameistor-t1-vol-{}", std::process::id()),
     )?;
-    sb.cgroup = Some(throttler.dir.clone());
+    sb.remove_on_drop(throttler.dir.clone());
 
     let cluster_shutdown = CancellationToken::new();
     let cfg = ClusterConfig {
@@ -434,7 +300,7 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
     .await;
     ensure!(blockdev_size(&dev_b).await? == 32 * MI);
     let pools_dir = sb.path("pools");
-    let loops: Vec<_> = Sandbox::loops_below(&pools_dir);
+    let loops = loops_below(&pools_dir).await?;
     ensure!(
         loops.len() == 2,
         "one loop device per volume, got {loops:?}"
@@ -467,7 +333,7 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
         engine.list_volumes(None).await?.is_empty(),
         "engine still holds volumes"
     );
-    let leaked = Sandbox::loops_below(&pools_dir);
+    let leaked = loops_below(&pools_dir).await?;
     ensure!(leaked.is_empty(), "leaked loop devices: {leaked:?}");
     wait_for(30, "pool report without volumes", || async {
         let lsn = store

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use hwameistor_api::LocalDisk;
 use hwameistor_controllers::disk::{self, DiskClusterConfig, DiskNodeConfig};
 use hwameistor_core::disk::{Hazard, IdentitySource};
@@ -15,7 +15,9 @@ use hwameistor_core::types::{DiskClaimState, DiskType, LocalDiskState};
 use hwameistor_disk::{DiscoveredDisk, Discoverer, DiscoveryConfig, DiscoverySource};
 use hwameistor_exec::{Cmd, Runner, TokioRunner};
 use hwameistor_store::{EmbeddedStore, Store};
-use hwameistor_vmtests::{DiskKind, Guest};
+use hwameistor_testkit::tier2::guest;
+use hwameistor_testkit::wait_timed as wait;
+use hwameistor_vmtests::DiskKind;
 use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -49,30 +51,10 @@ async fn ld_by_serial(store: &Store, serial: &str) -> Option<LocalDisk> {
         })
 }
 
-async fn wait<F, Fut, T>(what: &str, timeout: Duration, mut f: F) -> Result<(T, Duration)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if let Some(v) = f().await {
-            return Ok((v, t0.elapsed()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 2: runs inside the qemu guest; run by .ci/run via tests/vm"]
 async fn emulated_disks_are_typed_named_and_protected() -> Result<()> {
-    assert_eq!(
-        std::env::var("VM_GUEST").as_deref(),
-        Ok("1"),
-        "tier-2 test outside the qemu guest"
-    );
-    let guest = Guest::from_env()?;
+    let guest = guest();
     let dev = |k: DiskKind| -> Result<String> {
         guest
             .disks

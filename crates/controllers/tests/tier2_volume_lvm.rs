@@ -6,7 +6,7 @@
 mod volume_common;
 
 use std::os::unix::fs::FileTypeExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
@@ -17,31 +17,25 @@ use hwameistor_api::{
 use hwameistor_controllers::volume::{self, ClusterConfig};
 use hwameistor_engine::engine::build_engine;
 use hwameistor_engine::{EngineConfig, EngineKind, SharedEngine};
-use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_exec::TokioRunner;
 use hwameistor_store::{EmbeddedStore, Store};
-use hwameistor_vmtests::{DiskKind, Guest};
+use hwameistor_testkit::tier2::{guest, lvm_cmd};
+use hwameistor_testkit::{MI, block, host};
+use hwameistor_vmtests::DiskKind;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use volume_common::{POOL_HDD, agent_cfg, claim_disks, volume};
 
-const MI: u64 = 1 << 20;
 const NODE: &str = "hwvm";
 const WAIT: u64 = 180;
 
 async fn run(argv: &[&str]) -> Result<String> {
-    let c = Cmd::new(argv[0])
-        .args(argv[1..].iter().copied())
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-        .timeout(Duration::from_secs(120));
-    let out = TokioRunner.run(&c).await.with_context(|| c.display())?;
-    Ok(out.stdout)
+    let c = lvm_cmd(argv);
+    host::run(c.clone()).await.with_context(|| c.display())
 }
 
 async fn blockdev_size(dev: &str) -> Result<u64> {
-    Ok(run(&["blockdev", "--getsize64", dev])
-        .await?
-        .trim()
-        .parse()?)
+    block::blockdev_size(Path::new(dev)).await
 }
 
 async fn ready(store: &Store, name: &str, bytes: u64) {
@@ -58,12 +52,7 @@ async fn ready(store: &Store, name: &str, bytes: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 2: runs inside the qemu guest; run by .ci/run via tests/vm"]
 async fn volume_lifecycle_on_lvm() -> Result<()> {
-    assert_eq!(
-        std::env::var("VM_GUEST").as_deref(),
-        Ok("1"),
-        "tier 2 runs only in the guest"
-    );
-    let g = Guest::from_env()?;
+    let g = guest();
     let d1 = g.disk(DiskKind::Virtio).dev.to_string_lossy().into_owned();
     let d2 = g.disk(DiskKind::Virtio2).dev.to_string_lossy().into_owned();
     let foreign = g.disk(DiskKind::Ssd).dev.to_string_lossy().into_owned();

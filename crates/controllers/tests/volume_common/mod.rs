@@ -3,8 +3,7 @@
 
 pub mod fake_engine;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hwameistor_api::types::{ClaimPhase, DiskOwner};
 use hwameistor_api::{LocalDisk, LocalDiskClaim, LocalVolume};
@@ -42,23 +41,8 @@ pub fn cluster_cfg() -> ClusterConfig {
     }
 }
 
-/// Poll `f` until it returns `Some`, or panic after `secs` with `what`.
-pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// Poll until `Some`, or panic after the deadline (shared with every crate's tests).
+pub use hwameistor_testkit::wait_for;
 
 /// Create LocalDisk objects for `devs` on `node` and a Bound `local-storage` claim of them.
 pub async fn claim_disks(
