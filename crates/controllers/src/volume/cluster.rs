@@ -241,15 +241,21 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
             .items;
         let mine: Vec<&LocalVolumeReplica> = replicas_of(&all, &name).collect();
 
-        // Live QoS changes follow the volume.
+        // Live QoS changes follow the volume. An empty QoS is no QoS. Both fields are
+        // written explicitly (a merge patch skips the empty ones, so `{}` or a dropped
+        // field would change nothing), and no QoS removes the replica's field.
         if !lv.spec.delete {
-            for r in mine
-                .iter()
-                .filter(|r| !r.spec.delete && r.spec.volume_qos != lv.spec.volume_qos)
-            {
+            let want = lv.spec.volume_qos.clone().filter(|q| !q.is_empty());
+            let qos = match &want {
+                Some(q) => json!({"throughput": q.throughput, "iops": q.iops}),
+                None => serde_json::Value::Null,
+            };
+            for r in mine.iter().filter(|r| {
+                !r.spec.delete && r.spec.volume_qos.clone().filter(|q| !q.is_empty()) != want
+            }) {
                 let rname = r.metadata.name.clone().unwrap_or_default();
                 replicas_api
-                    .patch(&rname, &json!({"spec": {"volumeQoS": lv.spec.volume_qos}}))
+                    .patch(&rname, &json!({"spec": {"volumeQoS": qos}}))
                     .await
                     .ctx("patch", "LocalVolumeReplica", &rname)?;
             }
