@@ -7,7 +7,7 @@
 //! | volume | `LocalVolume` named after the volume id; replicas are the `LocalVolumeReplica`s whose `spec.volumeName` is the volume |
 //! | create | a `LocalVolume` with `spec.accessibility.nodes` = chosen nodes (first = primary); restores also get a `LocalVolumeSnapshotRestore` `snaprestore-<volume>` (type `create`); clones first snapshot the source into `<volume>-clone-source` |
 //! | ready | `status.state == Ready` (and, for restores/clones, the restore `Completed`) |
-//! | out of space | a replica's `Create` condition is False with an out-of-space message ([`out_of_space`]) |
+//! | out of space | a replica's `Create` condition is False with an out-of-space message ([`out_of_space`]), or the never-placed volume's `Scheduled` condition is False/`Unschedulable` (no pool fits with in-flight reservations counted) |
 //! | delete | `spec.delete = true`; done when the object is gone |
 //! | publish | `status.publishedNode`, `status.fsType`, `status.rawblock` |
 //! | expand | a `LocalVolumeExpand` named after the volume |
@@ -172,6 +172,13 @@ impl ChangeFeed {
     }
 }
 
+/// LocalVolume condition the cluster controller sets to `False` (reason
+/// [`REASON_UNSCHEDULABLE`]) while the volume cannot be placed
+/// (`hwameistor_controllers::volume::status::CONDITION_SCHEDULED`).
+pub const CONDITION_SCHEDULED: &str = "Scheduled";
+/// Reason of a failed `Scheduled` condition.
+pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+
 /// A replica listing and when it was taken.
 type ReplicaListing = (Instant, Arc<Vec<LocalVolumeReplica>>);
 
@@ -268,6 +275,20 @@ impl LvmStoreBackend {
                     && out_of_space(&c.message)
             })
         });
+        // Never placed, and the cluster controller says it cannot be (no pool fits once the
+        // in-flight reservations of other volumes count): fail now rather than time out.
+        let unschedulable = lv
+            .spec
+            .config
+            .is_none()
+            .then(|| {
+                status.conditions.iter().find(|c| {
+                    c.type_ == CONDITION_SCHEDULED
+                        && c.status == "False"
+                        && c.reason == REASON_UNSCHEDULABLE
+                })
+            })
+            .flatten();
         let content_source = content_source_of(&lv.metadata);
         let restore_done = content_source.is_none()
             || restores.iter().any(|r| {
@@ -287,6 +308,11 @@ impl LvmStoreBackend {
         } else if let Some(c) = exhausted {
             VolumePhase::Failed {
                 message: c.message.clone(),
+                exhausted: true,
+            }
+        } else if let Some(c) = unschedulable {
+            VolumePhase::Failed {
+                message: format!("cannot be placed: {}", c.message),
                 exhausted: true,
             }
         } else if status.state == VolumeState::Ready && restore_done {
