@@ -205,3 +205,93 @@ impl NodeOps for HostNodeOps {
         Ok(fs::stats(path).map_err(map)?.total_bytes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hwameistor_exec::{Output, RecordingRunner};
+    use std::sync::Arc;
+
+    fn key() -> Secret {
+        Secret::new(b"host-ops-test-key".to_vec()).unwrap()
+    }
+
+    fn lines(r: &RecordingRunner) -> Vec<String> {
+        r.calls().iter().map(|c| c.argv().join(" ")).collect()
+    }
+
+    #[tokio::test]
+    async fn blank_device_is_formatted_then_opened_with_the_key_on_stdin() {
+        let r = Arc::new(RecordingRunner::new());
+        r.respond_prefix(&["cryptsetup", "isLuks"], Output::failed(1, ""));
+        r.respond_prefix(&["blkid"], Output::failed(2, ""));
+        r.respond_prefix(&["cryptsetup", "-q", "luksFormat"], Output::ok(""));
+        r.respond_prefix(&["cryptsetup", "open"], Output::ok(""));
+        let ops = HostNodeOps::new(r.clone()).with_luks_pbkdf(Pbkdf::Pbkdf2 { iterations: 1000 });
+        let m = ops
+            .open_luks(Path::new("/dev/vg/hwt-v1"), "hwt-v1-encrypt", &key())
+            .await
+            .unwrap();
+        assert_eq!(m, Path::new("/dev/mapper/hwt-v1-encrypt"));
+        let l = lines(&r);
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert!(l[0].starts_with("cryptsetup isLuks"));
+        assert!(l[1].starts_with("blkid"));
+        assert!(
+            l[2].contains("luksFormat --type luks2 --key-file=-"),
+            "{l:?}"
+        );
+        assert!(
+            l[3].ends_with("--key-file=- /dev/vg/hwt-v1 hwt-v1-encrypt"),
+            "{l:?}"
+        );
+        for c in r.calls() {
+            let dbg = format!("{c:?}");
+            assert!(!dbg.contains("host-ops-test-key"), "{dbg}");
+            assert!(!c.argv().iter().any(|a| a.contains("host-ops-test-key")));
+        }
+    }
+
+    #[tokio::test]
+    async fn foreign_device_is_refused_and_a_wrong_key_is_its_own_error() {
+        let r = Arc::new(RecordingRunner::new());
+        r.respond_prefix(&["cryptsetup", "isLuks"], Output::failed(1, ""));
+        r.respond_prefix(&["blkid"], Output::ok("TYPE=xfs\n"));
+        let ops = HostNodeOps::new(r.clone());
+        let e = ops
+            .open_luks(Path::new("/dev/vg/hwt-v2"), "hwt-v2-encrypt", &key())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NodeOpsError::Busy(_)), "{e}");
+        assert!(e.to_string().contains("xfs"), "{e}");
+        assert!(
+            !lines(&r)
+                .iter()
+                .any(|l| l.contains("luksFormat") || l.contains(" open ")),
+            "nothing written: {:?}",
+            lines(&r)
+        );
+
+        let r = Arc::new(RecordingRunner::new());
+        r.respond_prefix(&["cryptsetup", "isLuks"], Output::ok(""));
+        r.respond_prefix(
+            &["cryptsetup", "open"],
+            Output::failed(2, "No key available with this passphrase."),
+        );
+        let ops = HostNodeOps::new(r.clone());
+        let e = ops
+            .open_luks(Path::new("/dev/vg/hwt-v3"), "hwt-v3-encrypt", &key())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NodeOpsError::WrongKey(_)), "{e}");
+        assert!(!lines(&r).iter().any(|l| l.contains("luksFormat")));
+
+        // Closing or resizing a mapping that is not open: no-op / not found, no command.
+        let r = Arc::new(RecordingRunner::new());
+        let ops = HostNodeOps::new(r.clone());
+        ops.close_luks("hwt-v4-encrypt").await.unwrap();
+        let e = ops.resize_luks("hwt-v4-encrypt", &key()).await.unwrap_err();
+        assert!(matches!(e, NodeOpsError::NotFound(_)), "{e}");
+        assert!(r.calls().is_empty());
+    }
+}
