@@ -50,6 +50,7 @@ pub mod cluster;
 pub mod expand;
 pub mod node;
 pub mod replica;
+pub mod thin;
 mod util;
 
 pub use cluster::{ClusterConfig, ClusterCtx, reconcile_volume, run_cluster_controllers};

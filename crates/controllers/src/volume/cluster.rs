@@ -16,7 +16,7 @@ use hwameistor_api::{
     LocalVolumeReplicaSpec, VolumeConfig, VolumeReplicaConfig,
 };
 use hwameistor_core::placement::{
-    CapacityLedger, MAX_VOLUMES_PER_POOL, NodeReport, PlacementRequest, PoolReport,
+    CapacityLedger, MAX_VOLUMES_PER_POOL, NodeReport, PlacementRequest, PoolReport, ledger_pool,
     plan_and_reserve,
 };
 use hwameistor_core::types::{NodeState, ReplicaState, VolumeState};
@@ -407,7 +407,7 @@ pub fn build_ledger(
             continue;
         };
         let status = lsn.status.clone().unwrap_or_default();
-        let pools = status
+        let mut pools: BTreeMap<String, PoolReport> = status
             .pools
             .iter()
             .map(|(pname, p)| {
@@ -438,6 +438,19 @@ pub fn build_ledger(
                 (pname.clone(), report)
             })
             .collect();
+        // Thin volumes are accounted in the ledger pool `<pool>/thin` (size × ratio).
+        for (pname, p) in &status.pools {
+            let size_of = |v: &str| {
+                sizes
+                    .get(&(node, v))
+                    .copied()
+                    .or_else(|| config_size.get(v).copied())
+                    .unwrap_or(0)
+            };
+            if let Some((tname, report)) = super::thin::ledger_thin_pool(pname, p, size_of) {
+                pools.insert(tname, report);
+            }
+        }
         ledger.set_node(
             node,
             NodeReport {
@@ -463,7 +476,7 @@ pub fn build_ledger(
         for r in &c.replicas {
             ledger.record(
                 &r.hostname,
-                &v.spec.pool_name,
+                &ledger_pool(&v.spec.pool_name, v.spec.thin),
                 vname,
                 c.required_capacity_bytes.max(0) as u64,
             );
@@ -511,6 +524,8 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
             reason: "spec.poolName is empty".into(),
         });
     }
+    // Thin volumes take provisioned capacity from the pool's thin pool.
+    let lpool = ledger_pool(&pool, lv.spec.thin);
     let required = round_up_to_extent(lv.spec.required_capacity_bytes.max(0) as u64);
     let mut config = lv.spec.config.clone().unwrap_or_default();
     let existing: Vec<String> = config.replicas.iter().map(|r| r.hostname.clone()).collect();
@@ -527,12 +542,12 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
     // Existing replicas keep their claim; when the volume grows, the growth must fit there.
     let placed = config.required_capacity_bytes.max(0) as u64;
     for node in &existing {
-        ledger.record(node, &pool, name, placed);
+        ledger.record(node, &lpool, name, placed);
         if required <= placed {
             continue;
         }
         ledger
-            .reserve(node, &pool, name, required)
+            .reserve(node, &lpool, name, required)
             .map_err(|source| Error::Placement {
                 volume: name.into(),
                 source,
@@ -573,7 +588,7 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
     }
     let req = PlacementRequest {
         volume: name.into(),
-        pool: pool.clone(),
+        pool: lpool.clone(),
         required_bytes: required,
         replicas: lv.spec.replica_number.max(1) as usize,
         existing: existing.clone(),

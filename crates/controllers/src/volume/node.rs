@@ -164,7 +164,14 @@ pub async fn run_node_agent(
         ctx.clone(),
         shutdown.clone(),
     );
-    tokio::join!(sync_loop, claims, replicas);
+    let thin_claims = run_controller(
+        "thinpoolclaim",
+        super::thin::controller(&ctx),
+        super::thin::reconcile_thin_pool_claim,
+        ctx.clone(),
+        shutdown.clone(),
+    );
+    tokio::join!(sync_loop, claims, replicas, thin_claims);
     Ok(())
 }
 
@@ -360,7 +367,7 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
             volume: "*".into(),
             source: Box::new(source),
         })?;
-    let host: BTreeMap<String, LocalPool> = infos
+    let mut host: BTreeMap<String, LocalPool> = infos
         .iter()
         .filter_map(pool_report)
         .map(|p| (p.name.clone(), p))
@@ -370,6 +377,7 @@ pub async fn sync_node(ctx: &NodeCtx) -> Result<()> {
         .as_ref()
         .map(|s| s.pools.clone())
         .unwrap_or_default();
+    super::thin::report_thin_pools(ctx, &mut host, &reported).await?;
     for line in pool_drift(&reported, &host) {
         tracing::info!(node = %name, drift = %line, "pool report differs from the host; the host wins");
     }
