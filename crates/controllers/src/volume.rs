@@ -50,6 +50,7 @@ pub mod cluster;
 pub mod expand;
 pub mod node;
 pub mod replica;
+pub mod status;
 pub mod thin;
 mod util;
 

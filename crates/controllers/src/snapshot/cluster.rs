@@ -443,6 +443,8 @@ pub async fn reconcile_restore(
                 let mut st = json!({"state": state, "message": message});
                 if state == OperationState::Completed {
                     st["progress"] = json!(100);
+                    // Annotate the target first: whoever sees Completed sees the annotation.
+                    finish_restore(&ctx, &r).await?;
                 }
                 restores
                     .patch_status(&name, &json!({ "status": st }))
@@ -454,9 +456,6 @@ pub async fn reconcile_restore(
                     } else {
                         tracing::info!(restore = %name, from = %status.state, to = %state, "snapshot restore state");
                     }
-                }
-                if state == OperationState::Completed {
-                    finish_restore(&ctx, &r).await?;
                 }
             }
             RestoreStep::SetTarget { volume, pool } => {

@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::util::{StoreExt, age_secs, controller_for, random_suffix, run_controller, touched};
-use super::{ANNOTATION_HEARTBEAT, Error, Result, expand};
+use super::{ANNOTATION_HEARTBEAT, Error, Result, expand, status};
 
 /// Most steps applied in one pass.
 const MAX_STEPS: usize = 8;
@@ -261,8 +261,19 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
             }
         }
 
-        let step = volume_step(&view_of(&lv, &mine));
+        let view = view_of(&lv, &mine);
+        let step = volume_step(&view);
         tracing::debug!(volume = %name, ?step, "volume step");
+        // A volume with snapshots keeps its replicas until they are deleted (status::).
+        if view.delete
+            && matches!(
+                step,
+                VolumeStep::SetState(VolumeState::ToBeDeleted) | VolumeStep::DeleteReplicas(_)
+            )
+            && !status::deletion_may_proceed(&ctx.store, &lv).await?
+        {
+            return Ok(Action::requeue(ctx.cfg.placement_retry));
+        }
         match step {
             VolumeStep::Wait => return Ok(Action::requeue(ctx.cfg.resync_interval)),
             VolumeStep::SetState(state) => {
@@ -274,13 +285,15 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
             VolumeStep::Allocate => {
                 if let Err(e) = allocate(&ctx, &name).await {
                     match e {
-                        Error::Placement { .. } => {
+                        Error::Placement { ref source, .. } => {
                             tracing::warn!(volume = %name, error = %e, "cannot place volume yet");
+                            status::placement_failed(&ctx.store, &lv, source).await?;
                             return Ok(Action::requeue(ctx.cfg.placement_retry));
                         }
                         other => return Err(other),
                     }
                 }
+                status::placement_succeeded(&ctx.store, &lv).await?;
             }
             VolumeStep::CreateReplicas(nodes) => {
                 let config = lv.spec.config.clone().unwrap_or_default();
