@@ -28,6 +28,8 @@
 //!   (`--csi-socket` overrides), as kubelet would; the volume must be Ready.
 //! - `cluster event`: Event objects.
 //! - `snapshot create|list|get|delete|restore|rollback`, `volume clone`: see [`snapshot`].
+//! - `secret set NS/NAME --from-file F`: the key of encrypted volumes in a standalone data
+//!   directory (local file, mode 0600; never sent over the API): see [`secret`].
 //!
 //! `-o json|yaml` prints the objects instead of the table.
 //!
@@ -48,6 +50,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub mod secret;
 pub mod snapshot;
 
 /// Where `hwameistor standalone` keeps its state by default.
@@ -170,6 +173,9 @@ pub enum Command {
     /// Snapshots (LocalVolumeSnapshot): create, list, get, delete, restore, rollback.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCmd),
+    /// Keys of encrypted volumes in a standalone data directory (`secret set NS/NAME --from-file F`).
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
 }
 
 #[derive(Debug, Args)]
@@ -786,6 +792,7 @@ pub async fn run(cli: &Cli, io: &mut Io<'_>) -> Result<()> {
     match &cli.command {
         Command::Volume(VolumeCmd::Mount(a)) => return mount(cli, io, a).await,
         Command::Volume(VolumeCmd::Unmount(a)) => return unmount(cli, io, a).await,
+        Command::Secret(c) => return secret::run(cli.data_dir.as_deref(), io, c),
         _ => {}
     }
     let url = server_url(cli.server.as_deref(), cli.data_dir.as_deref())?;
@@ -907,6 +914,7 @@ pub async fn run_with(client: &Client, cli: &Cli, io: &mut Io<'_>) -> Result<()>
             )
         }
         Command::Snapshot(c) => snapshot::run(client, io, c, o).await,
+        Command::Secret(c) => secret::run(cli.data_dir.as_deref(), io, c),
         Command::Volume(VolumeCmd::Clone(a)) => snapshot::clone(client, io, a, o).await,
         Command::Volume(VolumeCmd::Mount(_) | VolumeCmd::Unmount(_)) => Err(Error::Usage(
             "volume mount/unmount talk to the CSI socket, not the REST API".into(),

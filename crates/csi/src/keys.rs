@@ -192,6 +192,72 @@ impl KeySource {
     }
 }
 
+/// [`write_key_file`] from a textual reference (`"<namespace>/<name>"`) and raw key bytes
+/// (at least 8), for `hwameictl secret set`.
+pub fn store_key_file(dir: &Path, reference: &str, key: Vec<u8>) -> Result<PathBuf, KeyError> {
+    let r =
+        hwameistor_core::params::parse_secret_ref(reference).map_err(|e| KeyError::Invalid {
+            reference: reference.to_string(),
+            location: "the reference".into(),
+            reason: e.to_string(),
+        })?;
+    let key = Secret::new(key).map_err(|e| KeyError::Invalid {
+        reference: reference.to_string(),
+        location: "the key".into(),
+        reason: e.to_string(),
+    })?;
+    write_key_file(dir, &r, &key)
+}
+
+/// Store `key` as the standalone key file of `reference` under `dir` (what
+/// `hwameictl secret set` does): directories are created mode 0700, the file is written with
+/// mode 0600 from its creation (never briefly readable by others) next to its final name,
+/// synced, then renamed over any previous key. Returns the file's path.
+pub fn write_key_file(
+    dir: &Path,
+    reference: &NamespacedName,
+    key: &Secret,
+) -> Result<PathBuf, KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let r = reference.to_string();
+    hwameistor_core::params::parse_secret_ref(&r).map_err(|e| KeyError::Invalid {
+        reference: r.clone(),
+        location: "the reference".into(),
+        reason: e.to_string(),
+    })?;
+    let path = KeySource::key_file(dir, reference);
+    let location = format!("key file {}", path.display());
+    let fail = |e: std::io::Error| KeyError::Unavailable {
+        reference: r.clone(),
+        location: location.clone(),
+        reason: e.to_string(),
+    };
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(fail)?;
+    let tmp = parent.join(format!(".{}.tmp-{}", reference.name, std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(key.expose())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +363,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(k, Secret::new(b"from-the-file".to_vec()).unwrap());
+    }
+
+    #[tokio::test]
+    async fn written_key_files_are_private_and_read_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        let k = Secret::new(b"written-by-hwameictl".to_vec()).unwrap();
+        let p = write_key_file(&secrets, &r("ns1/k"), &k).unwrap();
+        assert_eq!(p, secrets.join("ns1/k"));
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(secrets.join("ns1")).unwrap().mode() & 0o777,
+            0o700
+        );
+        let src = KeySource::files(&secrets);
+        assert_eq!(src.key(&r("ns1/k"), &HashMap::new()).await.unwrap(), k);
+        // replaced atomically, no temporary file left
+        let k2 = Secret::new(b"second-key-bytes".to_vec()).unwrap();
+        write_key_file(&secrets, &r("ns1/k"), &k2).unwrap();
+        assert_eq!(src.key(&r("ns1/k"), &HashMap::new()).await.unwrap(), k2);
+        assert_eq!(std::fs::read_dir(secrets.join("ns1")).unwrap().count(), 1);
+        let bad = NamespacedName {
+            namespace: "..".into(),
+            name: "x".into(),
+        };
+        assert!(write_key_file(&secrets, &bad, &k).is_err());
     }
 
     #[tokio::test]

@@ -87,6 +87,11 @@ impl Secret {
     fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The key bytes, for writing them to a private (0600) key file. Never log them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {
