@@ -250,12 +250,32 @@ pub(crate) async fn create_volume(
 }
 
 /// Delete a volume the way the CSI driver does: set `spec.delete=true`; the controller
-/// removes its replicas and then the LocalVolume.
+/// removes its replicas and then the LocalVolume. Refused with 409 while the volume has
+/// snapshots that are not being deleted (the one rule,
+/// [`hwameistor_core::snapshot::volume_delete_check`]).
 pub(crate) async fn delete_volume(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
     let res = st.registry.by_plural(LV)?;
+    // 404 for an unknown volume before anything else.
+    res.get(&st.store, &name).await?;
+    let snaps: Vec<hwameistor_core::snapshot::VolumeSnapshotRef> =
+        list_all(&st, "localvolumesnapshots")
+            .await?
+            .iter()
+            .filter(|v| s(v, "/spec/sourceVolume") == name)
+            .map(|v| hwameistor_core::snapshot::VolumeSnapshotRef {
+                name: s(v, "/metadata/name").to_owned(),
+                deleting: v.pointer("/spec/delete").and_then(Value::as_bool) == Some(true)
+                    || v.pointer("/metadata/deletionTimestamp").is_some(),
+            })
+            .collect();
+    if let hwameistor_core::snapshot::VolumeDeleteCheck::Refused { message, .. } =
+        hwameistor_core::snapshot::volume_delete_check(&name, &snaps)
+    {
+        return Err(Error::Refused { reason: message });
+    }
     Ok(Json(
         res.patch(&st.store, &name, &json!({"spec": {"delete": true}}), false)
             .await?,

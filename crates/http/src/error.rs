@@ -8,7 +8,7 @@
 //! | error | status |
 //! |---|---|
 //! | store `NotFound`, unknown resource | 404 |
-//! | store `AlreadyExists`, `Conflict` | 409 |
+//! | store `AlreadyExists`, `Conflict`; a refused change (volume with snapshots) | 409 |
 //! | store `Gone` (watch start too old) | 410 |
 //! | store `Invalid`, body that is not a valid object, bad parameter | 422 |
 //! | malformed request (query, JSON syntax, selector) | 400 |
@@ -42,6 +42,11 @@ pub enum Error {
     /// The request is well-formed but its content is invalid (object shape, parameters).
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
+
+    /// The request conflicts with the state of the objects (e.g. deleting a volume that
+    /// still has snapshots): 409 with the reason.
+    #[error("{reason}")]
+    Refused { reason: String },
 
     /// Authentication is enabled and the request carries no valid token, or login failed.
     #[error("unauthorized: {reason}")]
@@ -82,6 +87,7 @@ impl Error {
             Error::UnknownResource { .. } | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Refused { .. } => StatusCode::CONFLICT,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Serve { .. } | Error::Json { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,6 +100,7 @@ impl Error {
             Error::UnknownResource { .. } | Error::NotFound { .. } => "NotFound",
             Error::BadRequest { .. } => "BadRequest",
             Error::Invalid { .. } => "Invalid",
+            Error::Refused { .. } => "Conflict",
             Error::Unauthorized { .. } => "Unauthorized",
             Error::Serve { .. } | Error::Json { .. } => "InternalError",
         }
