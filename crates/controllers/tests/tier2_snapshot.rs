@@ -1,7 +1,8 @@
 //! Tier 2: snapshots through the reconcilers on the qemu guest's real LVM (see
 //! tests/vm/README.md): a COW snapshot sized by `snapsize` that overflows goes INVALID and
 //! says so; a full-size snapshot is restored into a new volume (`dd` from the snapshot LV)
-//! and rolled back in place (`lvconvert --merge`), data compared by digest each time.
+//! and rolled back in place (`lvconvert --merge --background`, progress reported up to 100,
+//! objects cleaned up), data compared by digest each time.
 //!
 //! Run by `.ci/run` via `tests/vm/run-tier2.sh` (one guest per test binary).
 
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use hwameistor_api::types::{OperationState, VolumeState};
 use hwameistor_api::{
-    LocalStorageNode, LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot,
-    LocalVolumeSnapshotRestore,
+    LocalStorageNode, LocalVolume, LocalVolumeReplica, LocalVolumeReplicaSnapshotRestore,
+    LocalVolumeSnapshot, LocalVolumeSnapshotRestore,
 };
 use hwameistor_controllers::snapshot::{self, SnapshotClusterConfig, SnapshotNodeConfig};
 use hwameistor_controllers::volume;
@@ -28,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for};
 
 const MI: u64 = 1 << 20;
+
+/// State, progress and message of a restore as a watch saw it.
+type RestoreRow = (OperationState, Option<i32>, String);
 const DIR: &str = "/tmp/hwt-snapshot";
 
 fn guest() -> Guest {
@@ -294,7 +298,30 @@ async fn lvm_snapshots_invalid_restore_and_rollback_through_the_reconcilers() ->
     let restored = replica_dev(&store, "pvc-restored").await;
     ensure!(checksum(&restored, 32).await? == sum_a, "restored data");
 
-    // Roll back in place: lvconvert --merge; the restore object goes away when done.
+    // Roll back in place: lvconvert --merge --background; the restore object shows the
+    // merge's progress and goes away when done. A watch sees every state it passed through.
+    let seen: Arc<std::sync::Mutex<Vec<RestoreRow>>> = Arc::default();
+    let mut watch = store
+        .all::<LocalVolumeSnapshotRestore>()
+        .watch(&Default::default(), "")
+        .await?;
+    let seen_w = seen.clone();
+    let watcher = tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(Ok(ev)) = watch.next().await {
+            let r = ev.into_object();
+            if r.metadata.name.as_deref() != Some(&snapshot::ops::rollback_name("snap-full")) {
+                continue;
+            }
+            if let Some(st) = r.status {
+                let mut v = seen_w.lock().unwrap();
+                let row = (st.state, st.progress, st.message);
+                if v.last() != Some(&row) {
+                    v.push(row);
+                }
+            }
+        }
+    });
     let t0 = Instant::now();
     let rb = snapshot::rollback_snapshot(&store, "snap-full").await?;
     wait_for(300, "rollback done and removed", || async {
@@ -310,7 +337,44 @@ async fn lvm_snapshots_invalid_restore_and_rollback_through_the_reconcilers() ->
     })
     .await;
     eprintln!("rollback (merge) took {:?}", t0.elapsed());
+    watcher.abort();
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("rollback states seen: {seen:?}");
+    ensure!(
+        seen.iter()
+            .any(|(st, p, _)| *st == OperationState::Completed && *p == Some(100)),
+        "the rollback reached Completed with progress 100: {seen:?}"
+    );
+    ensure!(
+        seen.iter()
+            .all(|(_, p, _)| p.is_none_or(|p| (0..=100).contains(&p))),
+        "{seen:?}"
+    );
+    // Progress never goes backwards.
+    let ps: Vec<i32> = seen.iter().filter_map(|(_, p, _)| *p).collect();
+    ensure!(ps.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     ensure!(checksum(&src, 32).await? == sum_a, "rolled back data");
+    // Cleaned up: no restore objects (cluster or node part), no merging snapshot LV.
+    ensure!(
+        store
+            .all::<LocalVolumeSnapshotRestore>()
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|r| r.metadata.name.as_deref() != Some(rb.as_str())),
+        "rollback object removed"
+    );
+    ensure!(
+        store
+            .all::<LocalVolumeReplicaSnapshotRestore>()
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|r| r.spec.volume_snapshot_restore != rb),
+        "per-node rollback objects removed"
+    );
     wait_for(120, "merged snapshot removed", || async {
         store
             .all::<LocalVolumeSnapshot>()
