@@ -9,7 +9,9 @@
 //! engine on hosts without device-mapper); this happens once, when the disk files are
 //! created. At shutdown the loop devices are detached (the kernel detaches lazily a device
 //! that is still mounted). What the engine holds on the host is released by
-//! [`crate::host::release_host`].
+//! [`crate::host::release_host`]. With `--demo-raw-disks N`, N more files `raw-<i>.img` are
+//! attached the same way and given to the disk manager ([`claim_raw`]) for raw-disk volumes
+//! (`disk.hwameistor.io`, see docs/raw-disks.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +49,17 @@ pub async fn attach(
     size: u64,
     runner: SharedRunner,
 ) -> anyhow::Result<DemoDisks> {
+    attach_files(data_dir, "disk", count, size, runner).await
+}
+
+/// [`attach`] for files named `<prefix>-<i>.img` (`raw` for the raw-disk demo disks).
+pub async fn attach_files(
+    data_dir: &Path,
+    prefix: &str,
+    count: usize,
+    size: u64,
+    runner: SharedRunner,
+) -> anyhow::Result<DemoDisks> {
     let dir = data_dir.join("disks");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let l = losetup();
@@ -54,7 +67,7 @@ pub async fn attach(
     let mut devices = Vec::new();
     let mut fresh = Vec::new();
     for i in 0..count {
-        let file = dir.join(format!("disk-{i}.img"));
+        let file = dir.join(format!("{prefix}-{i}.img"));
         let created = !file.exists();
         if created {
             let f = std::fs::File::create(&file)
@@ -184,5 +197,83 @@ pub async fn claim(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(claim = %name, "demo disks claimed for local-storage");
+    Ok(Some(name))
+}
+
+/// Give freshly created raw-disk demo disks (`--demo-raw-disks`) to the disk manager: once
+/// it lists them on `node`, set `owner: local-disk-manager` on the free ones (a claim without
+/// that owner would only match `local-storage` disks) and claim them with a LocalDiskClaim
+/// of that owner, so they appear in the node's `LocalDisk_Pool<T>` for `disk.hwameistor.io`
+/// volumes. Returns the claim's name, or `None` when there is nothing to claim.
+pub async fn claim_raw(
+    store: Store,
+    node: String,
+    devices: Vec<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<String>> {
+    if devices.is_empty() {
+        return Ok(None);
+    }
+    let wanted: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
+    let disks = store.all::<LocalDisk>();
+    let found = loop {
+        let ours: Vec<LocalDisk> = disks
+            .list(&Selector::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
+            .collect();
+        if ours.len() == wanted.len() {
+            break ours;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    };
+    let mut free = Vec::new();
+    for d in &found {
+        let bound = d
+            .status
+            .as_ref()
+            .is_some_and(|s| s.claim_state == DiskClaimState::Bound);
+        if bound
+            || !matches!(
+                d.spec.owner,
+                DiskOwner::Unknown | DiskOwner::LocalDiskManager
+            )
+        {
+            continue;
+        }
+        let name = d.metadata.name.clone().unwrap_or_default();
+        disks
+            .patch(
+                &name,
+                &serde_json::json!({"spec": {"owner": DiskOwner::LocalDiskManager}}),
+            )
+            .await
+            .with_context(|| format!("setting the owner of {name}"))?;
+        free.push(d.spec.device_path.clone());
+    }
+    if free.is_empty() {
+        return Ok(None);
+    }
+    let name = format!("{node}-demo-raw-claim");
+    let mut spec = LocalDiskClaimSpec {
+        node_name: node,
+        owner: DiskOwner::LocalDiskManager,
+        ..Default::default()
+    };
+    spec.description.device_paths = free;
+    match store
+        .all::<LocalDiskClaim>()
+        .create(&LocalDiskClaim::new(&name, spec))
+        .await
+    {
+        Ok(_) | Err(hwameistor_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(claim = %name, "raw demo disks claimed for local-disk-manager");
     Ok(Some(name))
 }

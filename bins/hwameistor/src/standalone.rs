@@ -70,6 +70,10 @@ pub struct StandaloneArgs {
     /// Size of each demo disk (sparse; a quantity such as 8Gi).
     #[arg(long, default_value = "8Gi", requires = "demo")]
     pub demo_disk_size: String,
+    /// Number of extra demo disks (`<data-dir>/disks/raw-<i>.img`, same size) given to the
+    /// disk manager for raw-disk volumes (`disk.hwameistor.io`); see docs/raw-disks.md.
+    #[arg(long, default_value_t = 0, requires = "demo")]
+    pub demo_raw_disks: usize,
     /// Serve only the object store and the REST API (no disk discovery, node agent or
     /// controllers); for tests and for inspecting a data directory.
     #[arg(long)]
@@ -376,6 +380,23 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     } else {
         None
     };
+    // raw-disk demo disks (--demo-raw-disks), for the disk manager's raw-disk pools
+    let demo_raw = if args.demo && args.demo_raw_disks > 0 {
+        let size = hwameistor_core::params::parse_quantity(&args.demo_disk_size)
+            .with_context(|| format!("--demo-disk-size {:?}", args.demo_disk_size))?;
+        Some(
+            demo::attach_files(
+                &dir,
+                "raw",
+                args.demo_raw_disks,
+                size,
+                hwameistor_exec::TokioRunner::shared(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let mut set = JoinSet::new();
     let engine = match components(&ctx, &args, &mut set).await {
         Ok(engine) => engine,
@@ -383,9 +404,28 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
             if let Some(d) = demo {
                 d.detach(&[]).await;
             }
+            if let Some(d) = demo_raw {
+                d.detach(&[]).await;
+            }
             return Err(e);
         }
     };
+    if let Some(d) = &demo_raw {
+        let claim = demo::claim_raw(
+            store.clone(),
+            ctx.node_name.clone(),
+            d.fresh.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = claim.await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "claiming the raw demo disks failed"
+                );
+            }
+        });
+    }
     if let Some(d) = &demo {
         let claim = demo::claim(
             store.clone(),
@@ -499,6 +539,10 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     }
     if let Some(d) = demo {
         d.detach(&left.devices).await;
+    }
+    if let Some(d) = demo_raw {
+        // a raw disk the user still has mounted is detached lazily by the kernel
+        d.detach(&[]).await;
     }
     if left.is_empty() {
         tracing::info!("host released: no volume, pool mount or demo loop device of ours is left");

@@ -556,3 +556,94 @@ async fn raw_disk_volumes_end_to_end() {
         started.elapsed()
     );
 }
+
+/// Loop devices whose backing file lies under `dir`.
+async fn loops_under(dir: &Path) -> Vec<String> {
+    let out = TokioRunner::new()
+        .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
+        .await
+        .expect("losetup -l");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    let d = dir.to_string_lossy();
+    v["loopdevices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l["back-file"].as_str().unwrap_or("").starts_with(&*d))
+        .filter_map(|l| l["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
+async fn demo_raw_disks_serve_a_raw_disk_volume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let _cleanup = HostCleanup(dir.clone());
+    let server = Server::start(
+        &dir,
+        &[
+            "--demo",
+            "--demo-disks",
+            "1",
+            "--demo-raw-disks",
+            "1",
+            "--demo-disk-size",
+            "1Gi",
+            "--engine",
+            "file",
+            "--node-name",
+            NODE,
+        ],
+    );
+    let raw_img = dir.join("disks/raw-0.img");
+    assert!(raw_img.exists(), "the raw demo disk file");
+    let ldn = wait_json(
+        &dir,
+        &["get", "ldn", NODE, "-o", "json"],
+        "the raw demo disk in the raw-disk pool",
+        |v| hdd_pool(v)["freeVolumeCount"] == 1,
+    )
+    .await;
+    let raw_dev = hdd_pool(&ldn)["disks"][0]["devPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sf: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("server.json")).unwrap()).unwrap();
+    let mut c = connect(sf["csi"]["disk.hwameistor.io"].as_str().unwrap())
+        .await
+        .expect("connect to disk.sock");
+    let v = c
+        .controller
+        .create_volume(create_req("demo-raw", 100 * MIB, "HDD", false))
+        .await
+        .expect("create demo-raw")
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.capacity_bytes, GIB as i64);
+    assert_eq!(
+        ldv(&dir, "demo-raw").await.unwrap()["status"]["devPath"],
+        json!(raw_dev)
+    );
+    let mnt = dir.join("pod/mount");
+    c.node
+        .node_publish_volume(publish_req("demo-raw", &mnt, false))
+        .await
+        .expect("publish demo-raw");
+    std::fs::write(mnt.join("hello"), b"raw disk\n").unwrap();
+    assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"raw disk\n");
+    unpublish(&mut c, "demo-raw", &mnt).await;
+    delete(&mut c, "demo-raw").await.expect("delete demo-raw");
+    assert_ne!(read_at(&raw_img, 0, 4), b"XFSB", "our xfs was wiped");
+
+    let status = server.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        loops_under(&dir).await,
+        Vec::<String>::new(),
+        "demo loops left"
+    );
+}
