@@ -174,6 +174,9 @@ pub struct PoolCapacity {
     pub max_volume_bytes: u64,
     /// How many more volumes the pool can hold.
     pub free_volume_count: u64,
+    /// Bytes thin volumes may still provision in the pool's thin pool (`size × ratio −
+    /// provisioned`); `None` when the pool has no thin pool (file-engine nodes never have one).
+    pub thin_free_bytes: Option<u64>,
 }
 
 /// Pools of one node.

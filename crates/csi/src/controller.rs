@@ -437,10 +437,30 @@ impl ControllerService {
             .nodes()
             .await
             .map_err(Error::backend("list storage nodes"))?;
+        // Thin volumes need a thin pool with `bytes` left to provision under its ratio.
+        let thin = matches!(params, VolumeParams::Lvm(p) if p.thin);
+        if thin
+            && !nodes
+                .iter()
+                .any(|n| n.pool(class).is_some_and(|p| p.thin_free_bytes.is_some()))
+        {
+            return Err(Error::Precondition {
+                reason: format!(
+                    "thin: no node has a thin pool in its {class} pool; create one with a \
+                     ThinPoolClaim (nodes with the file engine have no thin pools)"
+                ),
+            });
+        }
         let fits = |n: &NodeCapacity| {
             n.ready
-                && n.pool(class)
-                    .is_some_and(|p| p.max_volume_bytes >= bytes && p.free_volume_count > 0)
+                && n.pool(class).is_some_and(|p| {
+                    p.free_volume_count > 0
+                        && if thin {
+                            p.thin_free_bytes.is_some_and(|f| f >= bytes)
+                        } else {
+                            p.max_volume_bytes >= bytes
+                        }
+                })
         };
         let want = params.replicas();
         let fitting = |name: &str| nodes.iter().any(|n| n.node == name && fits(n));

@@ -80,6 +80,18 @@ fn pool_capacity(pool: &LocalPool) -> PoolCapacity {
         free_bytes: free,
         max_volume_bytes: if limit == 0 { free } else { limit.min(free) },
         free_volume_count: pool.free_volume_count.max(0) as u64,
+        thin_free_bytes: pool.thin_pool.as_ref().map(|t| {
+            hwameistor_core::snapshot::ThinPool {
+                size_bytes: t.size.max(0) as u64,
+                over_provision_ratio: t
+                    .over_provision_ratio
+                    .as_deref()
+                    .and_then(|r| hwameistor_core::snapshot::parse_ratio(r).ok())
+                    .unwrap_or(1.0),
+                provisioned_bytes: t.total_provisioned_size.max(0) as u64,
+            }
+            .free_bytes()
+        }),
     }
 }
 

@@ -55,6 +55,7 @@ impl MemBackend {
                     free_bytes: *bytes,
                     max_volume_bytes: *bytes,
                     free_volume_count: 1000,
+                    thin_free_bytes: None,
                 };
                 match s.nodes.iter_mut().find(|x| x.node == *n) {
                     Some(x) => x.pools.push(pool),
