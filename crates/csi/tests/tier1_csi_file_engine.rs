@@ -9,7 +9,7 @@
 //! Everything lives under `/tmp/hwameistor-t1-csi-<pid>`; a Drop guard unmounts and detaches
 //! everything below it, even when the test fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,110 +22,16 @@ use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, MountVolu
 use hwameistor_csi::proto::*;
 use hwameistor_csi::{CsiConfig, HostNodeOps};
 use hwameistor_engine::file::FileEngine;
-use hwameistor_engine::file::loopdev::{self, Losetup};
 use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine};
-use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_exec::TokioRunner;
 use hwameistor_store::{EmbeddedStore, Store};
+use hwameistor_testkit::{GI, MI, Sandbox, wait_for};
 use k8s_openapi::api::core::v1::ObjectReference;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-const MI: u64 = 1 << 20;
-const GI: u64 = 1 << 30;
 const NODE: &str = "t1-csi-node";
 const KEY: &str = "topology.lvm.hwameistor.io/node";
-
-fn run_sync(cmd: Cmd) -> Option<String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.run(&cmd)).ok().map(|o| o.stdout)
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-/// Owns the test directory; on drop unmounts and detaches everything below it.
-struct Sandbox {
-    root: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let sb = Sandbox {
-            root: PathBuf::from(format!("/tmp/hwameistor-t1-csi-{}", std::process::id())),
-        };
-        sb.cleanup();
-        std::fs::create_dir_all(&sb.root).unwrap();
-        sb
-    }
-
-    fn cleanup(&self) {
-        let losetup = Losetup {
-            timeout: Duration::from_secs(30),
-        };
-        for _ in 0..3 {
-            if let Some(out) = run_sync(Cmd::new("findmnt").args([
-                "-J",
-                "-l",
-                "-o",
-                "SOURCE,TARGET,FSTYPE,OPTIONS",
-            ])) && let Ok(mounts) = hwameistor_engine::fs::parse_findmnt(&out)
-            {
-                let mut targets: Vec<PathBuf> = mounts
-                    .into_iter()
-                    .map(|m| m.target)
-                    .filter(|t| t.starts_with(&self.root))
-                    .collect();
-                targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
-                for t in targets {
-                    run_sync(Cmd::new("umount").arg(t.to_string_lossy()));
-                }
-            }
-            let mut loops: Vec<_> = run_sync(losetup.list())
-                .and_then(|o| loopdev::parse_losetup(&o).ok())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|l| {
-                    l.back_file
-                        .starts_with(self.root.to_string_lossy().as_ref())
-                })
-                .collect();
-            loops.sort_by_key(|l| std::cmp::Reverse(l.back_file.len()));
-            for l in loops {
-                run_sync(losetup.detach(&l.name));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
-}
-
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// LocalDisk objects for `dev` and a Bound `local-storage` claim of it.
 async fn claim(store: &Store, dev: &Path) {
@@ -186,29 +92,15 @@ fn create(name: &str, bytes: u64) -> CreateVolumeRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn csi_end_to_end_on_the_file_engine() {
-    let sb = Sandbox::new();
-    let img = sb.root.join("disks/d1.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(2 * GI)
-        .unwrap();
-    let out = TokioRunner
-        .run(
-            &Cmd::new("losetup")
-                .args(["--show", "-f"])
-                .arg(img.to_string_lossy()),
-        )
-        .await
-        .unwrap();
-    let disk = PathBuf::from(out.stdout.trim());
+    let sb = Sandbox::new("csi").unwrap();
+    let disk = sb.loop_disk("d1", 2 * GI).await.unwrap().dev;
 
-    let store = Store::from(EmbeddedStore::open(sb.root.join("store.redb")).unwrap());
+    let store = Store::from(EmbeddedStore::open(sb.path("store.redb")).unwrap());
     let engine: SharedEngine = Arc::new(FileEngine::new(
         TokioRunner::shared(),
         FileEngineConfig {
-            root: sb.root.join("pools"),
-            dev_dir: sb.root.join("dev"),
+            root: sb.path("pools"),
+            dev_dir: sb.path("dev"),
             fs_type: PoolFsType::Xfs,
             preallocate: false,
             timeout: Duration::from_secs(60),
@@ -237,10 +129,10 @@ async fn csi_end_to_end_on_the_file_engine() {
         TokioRunner::shared(),
         stop.clone(),
     ));
-    let socket = sb.root.join("csi/lvm.sock");
+    let socket = sb.path("csi/lvm.sock");
     let mut cfg =
         CsiConfig::new(&socket, NODE).with_wait(Duration::from_secs(60), Duration::from_millis(20));
-    cfg.state_dir = Some(sb.root.join("csi/state"));
+    cfg.state_dir = Some(sb.path("csi/state"));
     let csi = tokio::spawn(hwameistor_csi::serve_lvm(
         cfg,
         store.clone(),
@@ -309,7 +201,7 @@ async fn csi_end_to_end_on_the_file_engine() {
         .unwrap()
         .into_inner()
         .publish_context;
-    let target = sb.root.join("pods/p1/vol");
+    let target = sb.path("pods/p1/vol");
     c.node
         .node_publish_volume(NodePublishVolumeRequest {
             volume_id: "pvc-e2e".into(),

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common::{FakeNodeOps, GIB, Harness, MemBackend};
@@ -14,94 +14,27 @@ use hwameistor_csi::proto::volume_capability::access_mode::Mode;
 use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use hwameistor_csi::proto::*;
 use hwameistor_csi::{Driver, HostNodeOps};
-use hwameistor_exec::{Cmd, SharedRunner, TokioRunner};
+use hwameistor_exec::{Cmd, TokioRunner};
+use hwameistor_testkit::block::mount_fstype;
+use hwameistor_testkit::host::{CAP_SYS_RESOURCE, has_cap};
+use hwameistor_testkit::{LoopDisk, MI as MIB, ReleaseOnDrop};
 use tonic::Code;
 
-const MIB: u64 = 1 << 20;
-
-/// A loop device over a sparse file; detached (after unmounting anything on `mounts`) on drop.
-struct Loop {
-    runner: SharedRunner,
-    dev: String,
-    file: PathBuf,
-    mounts: Vec<PathBuf>,
-}
-
-impl Loop {
-    async fn new(dir: &Path, name: &str, bytes: u64) -> Loop {
-        let file = dir.join(name);
-        std::fs::File::create(&file)
-            .unwrap()
-            .set_len(bytes)
-            .unwrap();
-        let runner = TokioRunner::shared();
-        let out = runner
-            .run(
-                &Cmd::new("losetup")
-                    .args(["--find", "--show"])
-                    .arg(file.to_string_lossy()),
-            )
-            .await
-            .expect("losetup");
-        let dev = out.stdout.trim().to_string();
-        assert!(dev.starts_with("/dev/loop"), "{dev}");
-        Loop {
-            runner,
-            dev,
-            file,
-            mounts: vec![],
-        }
-    }
-
-    async fn grow(&self, bytes: u64) {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.file)
-            .unwrap()
-            .set_len(bytes)
-            .unwrap();
-        self.runner
-            .run(&Cmd::new("losetup").args(["-c", &self.dev]))
-            .await
-            .expect("losetup -c");
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let (runner, dev, mounts) = (self.runner.clone(), self.dev.clone(), self.mounts.clone());
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async move {
-                for m in mounts {
-                    let _ = runner
-                        .run(&Cmd::new("umount").arg(m.to_string_lossy()))
-                        .await;
-                }
-                let _ = runner.run(&Cmd::new("losetup").args(["-d", &dev])).await;
-            })
-        });
-    }
-}
-
-const CAP_SYS_RESOURCE: u32 = 24;
-
-/// Whether this process has capability `bit` in its effective set.
-fn has_cap(bit: u32) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
+/// A loop device over a sparse file `name` of `bytes` in the harness directory. The caller
+/// holds a [`ReleaseOnDrop`] of that directory, which unmounts the targets below it and
+/// detaches the device, even when the test fails.
+async fn loop_disk(h: &Harness, name: &str, bytes: u64) -> LoopDisk {
+    let file = h.dir.path().join(name);
+    std::fs::File::create(&file)
         .unwrap()
-        .trim();
-    u64::from_str_radix(eff, 16).unwrap() & (1 << bit) != 0
+        .set_len(bytes)
+        .unwrap();
+    LoopDisk::attach(file).await.expect("losetup")
 }
 
+/// The filesystem type mounted at `target`, if anything is mounted there.
 fn is_mounted(target: &str) -> Option<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&target)).then(|| f[2].to_string())
-    })
+    mount_fstype(target)
 }
 
 fn cap_mount(fs: &str) -> VolumeCapability {
@@ -167,19 +100,20 @@ fn publish(vol: &str, dev: &str, target: &str, cap: VolumeCapability) -> NodePub
 async fn ext4_publish_write_stats_grow_unpublish_republish() {
     let mut h = harness().await;
     volume(&mut h, "t1vol").await;
-    let mut lo = Loop::new(h.dir.path(), "disk.img", 256 * MIB).await;
+    let _release = ReleaseOnDrop(h.dir.path().to_path_buf());
+    let lo = loop_disk(&h, "disk.img", 256 * MIB).await;
+    let dev = lo.dev.display().to_string();
     let t1 = h.target("pod1/vol");
     let t2 = h.target("pod2/vol");
-    lo.mounts = vec![PathBuf::from(&t1), PathBuf::from(&t2)];
 
     h.node
-        .node_publish_volume(publish("t1vol", &lo.dev, &t1, cap_mount("ext4")))
+        .node_publish_volume(publish("t1vol", &dev, &t1, cap_mount("ext4")))
         .await
         .unwrap();
     assert_eq!(is_mounted(&t1).as_deref(), Some("ext4"));
     // Idempotent repeat does not mount twice.
     h.node
-        .node_publish_volume(publish("t1vol", &lo.dev, &t1, cap_mount("ext4")))
+        .node_publish_volume(publish("t1vol", &dev, &t1, cap_mount("ext4")))
         .await
         .unwrap();
     assert_eq!(
@@ -190,10 +124,13 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
         1
     );
     // The mount vanished behind our back (a reboot): a repeated publish mounts again.
-    lo.runner.run(&Cmd::new("umount").arg(&t1)).await.unwrap();
+    TokioRunner::shared()
+        .run(&Cmd::new("umount").arg(&t1))
+        .await
+        .unwrap();
     assert_eq!(is_mounted(&t1), None);
     h.node
-        .node_publish_volume(publish("t1vol", &lo.dev, &t1, cap_mount("ext4")))
+        .node_publish_volume(publish("t1vol", &dev, &t1, cap_mount("ext4")))
         .await
         .unwrap();
     assert_eq!(is_mounted(&t1).as_deref(), Some("ext4"));
@@ -230,7 +167,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
     // Online grow after the device grew. ext4 online resize needs CAP_SYS_RESOURCE, which
     // some containers drop; xfs growth is covered unconditionally in `block_and_xfs_publish`.
     if has_cap(CAP_SYS_RESOURCE) {
-        lo.grow(512 * MIB).await;
+        lo.grow(512 * MIB).await.unwrap();
         let grown = h
             .node
             .node_expand_volume(NodeExpandVolumeRequest {
@@ -269,7 +206,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
 
     // Republish elsewhere: the data is still there (no reformat).
     h.node
-        .node_publish_volume(publish("t1vol", &lo.dev, &t2, cap_mount("ext4")))
+        .node_publish_volume(publish("t1vol", &dev, &t2, cap_mount("ext4")))
         .await
         .unwrap();
     assert_eq!(
@@ -288,7 +225,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
     // A device with ext4 on it is never reformatted as xfs.
     let (code, msg) = match h
         .node
-        .node_publish_volume(publish("t1vol", &lo.dev, &t1, cap_mount("xfs")))
+        .node_publish_volume(publish("t1vol", &dev, &t1, cap_mount("xfs")))
         .await
     {
         Err(s) => (s.code(), s.message().to_string()),
@@ -305,15 +242,15 @@ async fn block_and_xfs_publish() {
     let mut h = harness().await;
     volume(&mut h, "t2vol").await;
     volume(&mut h, "t3vol").await;
-    let mut blk = Loop::new(h.dir.path(), "blk.img", 64 * MIB).await;
-    let mut xfs = Loop::new(h.dir.path(), "xfs.img", 320 * MIB).await;
+    let _release = ReleaseOnDrop(h.dir.path().to_path_buf());
+    let blk = loop_disk(&h, "blk.img", 64 * MIB).await;
+    let xfs = loop_disk(&h, "xfs.img", 320 * MIB).await;
+    let (blk_dev, xfs_dev) = (blk.dev.display().to_string(), xfs.dev.display().to_string());
     let tb = h.target("pod/dev");
     let tx = h.target("pod/xfs");
-    blk.mounts = vec![PathBuf::from(&tb)];
-    xfs.mounts = vec![PathBuf::from(&tx)];
 
     h.node
-        .node_publish_volume(publish("t2vol", &blk.dev, &tb, cap_block()))
+        .node_publish_volume(publish("t2vol", &blk_dev, &tb, cap_block()))
         .await
         .unwrap();
     assert!(is_mounted(&tb).is_some(), "block target is a bind mount");
@@ -350,7 +287,7 @@ async fn block_and_xfs_publish() {
     assert!(is_mounted(&tb).is_none() && !Path::new(&tb).exists());
 
     h.node
-        .node_publish_volume(publish("t3vol", &xfs.dev, &tx, cap_mount("xfs")))
+        .node_publish_volume(publish("t3vol", &xfs_dev, &tx, cap_mount("xfs")))
         .await
         .unwrap();
     assert_eq!(is_mounted(&tx).as_deref(), Some("xfs"));
@@ -367,7 +304,7 @@ async fn block_and_xfs_publish() {
         .into_inner()
         .usage[0]
         .total;
-    xfs.grow(640 * MIB).await;
+    xfs.grow(640 * MIB).await.unwrap();
     let grown = h
         .node
         .node_expand_volume(NodeExpandVolumeRequest {

@@ -27,7 +27,8 @@
 //!
 //! - [`Sandbox`]: a test directory with Drop cleanup ([`block::release_under`]: unmount
 //!   everything below it deepest first, detach every loop device backed by a file below it),
-//!   loop-backed disks ([`Sandbox::loop_disk`]) and extra directories to remove (cgroups).
+//!   loop-backed disks ([`Sandbox::loop_disk`], [`LoopDisk::attach`]) and extra directories
+//!   to remove (cgroups); [`ReleaseOnDrop`] does the same for a directory it does not own.
 //! - [`wait_for`] (panics after a deadline) and [`wait_timed`] (returns an error and the
 //!   elapsed time, for latency figures).
 //! - [`block`]: `blockdev --getsize64`, loop attach/grow/detach, mount table lookups.
@@ -55,7 +56,7 @@ pub mod server;
 pub mod tier2;
 mod wait;
 
-pub use sandbox::{LoopDisk, Sandbox};
+pub use sandbox::{LoopDisk, ReleaseOnDrop, Sandbox, release_blocking};
 pub use wait::{wait_for, wait_timed};
 
 /// One mebibyte.

@@ -32,6 +32,14 @@ pub struct LoopDisk {
 }
 
 impl LoopDisk {
+    /// Attach an existing file to a loop device. Whoever owns the file's directory (a
+    /// [`Sandbox`] or a [`ReleaseOnDrop`]) detaches it.
+    pub async fn attach(file: impl Into<PathBuf>) -> Result<LoopDisk> {
+        let file = file.into();
+        let dev = block::attach_loop(&file).await?;
+        Ok(LoopDisk { dev, file })
+    }
+
     /// Grow the backing file to `bytes` and refresh the loop device's size.
     pub async fn grow(&self, bytes: u64) -> Result<()> {
         block::grow_loop(&self.file, &self.dev, bytes).await
@@ -82,8 +90,7 @@ impl Sandbox {
         std::fs::File::create(&file)
             .with_context(|| format!("create {}", file.display()))?
             .set_len(size)?;
-        let dev = block::attach_loop(&file).await?;
-        Ok(LoopDisk { dev, file })
+        LoopDisk::attach(file).await
     }
 
     /// A sparse file `name` of `size` bytes directly below the root (not attached).
@@ -97,12 +104,7 @@ impl Sandbox {
 
     /// Unmount, detach and remove everything below the root (what drop does).
     pub fn cleanup(&self) {
-        let root = self.root.clone();
-        block_on(async move {
-            for _ in 0..3 {
-                block::release_under(&root).await;
-            }
-        });
+        release_blocking(&self.root);
         let _ = std::fs::remove_dir_all(&self.root);
         for d in self.extra.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = std::fs::remove_dir(d);
@@ -113,6 +115,28 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// [`block::release_under`] from synchronous code (Drop), three rounds (nested pools need
+/// them: a pool's volumes go before the pool's disk is free).
+pub fn release_blocking(dir: &Path) {
+    let dir = dir.to_path_buf();
+    block_on(async move {
+        for _ in 0..3 {
+            block::release_under(&dir).await;
+        }
+    });
+}
+
+/// Releases mounts and loop devices below a directory on drop without removing it: for a
+/// directory someone else owns (a `tempfile::TempDir`, a server's data directory).
+#[derive(Debug)]
+pub struct ReleaseOnDrop(pub PathBuf);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        release_blocking(&self.0);
     }
 }
 

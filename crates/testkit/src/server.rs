@@ -12,8 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::block;
-use crate::host::block_on;
+use crate::sandbox::release_blocking;
 
 /// A running `hwameistor standalone`. Killed on drop if the test did not [`stop`] it; with
 /// [`release_on_drop`] the drop also unmounts and detaches the loop devices left under the
@@ -140,23 +139,3 @@ impl Drop for Standalone {
     }
 }
 
-/// [`block::release_under`] from synchronous code, three rounds.
-pub fn release_blocking(dir: &Path) {
-    let dir = dir.to_path_buf();
-    block_on(async move {
-        for _ in 0..3 {
-            block::release_under(&dir).await;
-        }
-    });
-}
-
-/// Releases mounts and loop devices under a directory on drop, without removing it (for a
-/// data directory a `tempfile::TempDir` owns).
-#[derive(Debug)]
-pub struct ReleaseOnDrop(pub PathBuf);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        release_blocking(&self.0);
-    }
-}
