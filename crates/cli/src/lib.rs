@@ -714,6 +714,32 @@ async fn get_objects(
     }
 }
 
+/// Below a table: `Message:` and the conditions that report a problem (a LocalVolume's
+/// `Scheduled=False`, `DeleteBlocked=True`).
+fn print_status_message(io: &mut Io<'_>, v: &Value) -> Result<()> {
+    let message = v
+        .pointer("/status/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !message.is_empty() {
+        writeln!(io.out, "Message: {message}")?;
+    }
+    let conds = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for c in conds {
+        let get = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let (t, st) = (get("type"), get("status"));
+        let problem = (t == "Scheduled" && st == "False") || (t == "DeleteBlocked" && st == "True");
+        if problem {
+            writeln!(io.out, "Condition: {t}={st} ({})", get("reason"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Percent-encode one path segment.
 fn urlencode(s: &str) -> String {
     let mut out = String::new();
@@ -921,7 +947,15 @@ pub async fn run_with(client: &Client, cli: &Cli, io: &mut Io<'_>) -> Result<()>
         )),
         Command::Volume(VolumeCmd::List) => get_objects(client, io, "lv", None, None, o).await,
         Command::Volume(VolumeCmd::Get { volume }) => {
-            get_objects(client, io, "lv", Some(volume), None, o).await
+            get_objects(client, io, "lv", Some(volume), None, o).await?;
+            if matches!(o, None | Some(Output::Wide)) {
+                // Why it is not where it should be (placement, blocked deletion).
+                let v = client
+                    .get(&format!("{PREFIX}/localvolumes/{}", urlencode(volume)), &[])
+                    .await?;
+                print_status_message(io, &v)?;
+            }
+            Ok(())
         }
         Command::Volume(VolumeCmd::Create {
             volume,

@@ -2,13 +2,16 @@
 //! clones written as objects through the REST API (the controllers do the work):
 //!
 //! - `snapshot create NAME --volume VOL [--size Q]`: a LocalVolumeSnapshot; `--size` is the
-//!   copy-on-write space of an lvm snapshot (default: the volume's size, minimum 4 MiB).
+//!   copy-on-write space of an lvm snapshot (default: the volume's size, minimum 4 MiB); the
+//!   file engine's reflink snapshots reserve nothing and say so in the snapshot's message.
 //! - `snapshot list | get NAME`: the `lvs` table (CAPACITY, SOURCEVOLUME, STATE, MERGING,
-//!   INVALID, AGE).
+//!   INVALID, AGE); `get` adds the snapshot's message (an overflowed COW space, or on the
+//!   file engine a `--size` that reflink snapshots cannot honour).
 //! - `snapshot delete NAME`: sets `spec.delete`; the snapshot leaves every node, then the object.
 //! - `snapshot restore NAME --to NEWVOL [--size Q]`: a new LocalVolume on the snapshot's nodes
 //!   (the source's size or larger) and a LocalVolumeSnapshotRestore `snaprestore-NEWVOL`.
-//! - `snapshot rollback NAME [--wait]`: a LocalVolumeSnapshotRestore `rollback-NAME` with
+//! - `snapshot rollback NAME [--wait]` (`--wait` prints state, merge progress and message as
+//!   they change): a LocalVolumeSnapshotRestore `rollback-NAME` with
 //!   `restoreType: rollback`; refused while the volume is published; removed when done.
 //! - `volume clone SRC NEWVOL [--size Q]`: a temporary snapshot `NEWVOL-clone-source`, a new
 //!   volume and its restore; the snapshot is deleted when the copy completed.
@@ -236,7 +239,20 @@ pub async fn run(
 ) -> Result<()> {
     match cmd {
         SnapshotCmd::List => get_objects(client, io, "lvs", None, None, o).await,
-        SnapshotCmd::Get { name } => get_objects(client, io, "lvs", Some(name), None, o).await,
+        SnapshotCmd::Get { name } => {
+            get_objects(client, io, "lvs", Some(name), None, o).await?;
+            if matches!(o, None | Some(Output::Wide)) {
+                // What the nodes said (an overflowed COW space, an ignored snapsize).
+                let v = client
+                    .get(&path("localvolumesnapshots", Some(name)), &[])
+                    .await?;
+                let message = str_at(&v, "/status/message");
+                if !message.is_empty() {
+                    writeln!(io.out, "Message: {message}")?;
+                }
+            }
+            Ok(())
+        }
         SnapshotCmd::Create { name, volume, size } => {
             let size = size.as_deref().map(parse_size).transpose()?;
             let v = create_snapshot(client, name, volume, size).await?;
@@ -305,9 +321,10 @@ pub async fn run(
     }
 }
 
-/// Print the rollback's states until it is removed (success) or fails.
+/// Print the rollback's states and merge progress until it is removed (success) or fails.
 async fn wait_rollback(client: &Client, io: &mut Io<'_>, name: &str) -> Result<()> {
     let mut last = String::from("-");
+    let mut last_line = String::new();
     loop {
         match client
             .get(&path("localvolumesnapshotrestores", Some(name)), &[])
@@ -316,12 +333,17 @@ async fn wait_rollback(client: &Client, io: &mut Io<'_>, name: &str) -> Result<(
             Ok(v) => {
                 let state = str_at(&v, "/status/state").to_owned();
                 let message = str_at(&v, "/status/message").to_owned();
-                if state != last {
-                    writeln!(
-                        io.out,
-                        "{name}\t{}\t{message}",
-                        if state.is_empty() { "-" } else { &state }
-                    )?;
+                let progress = v.pointer("/status/progress").and_then(Value::as_i64);
+                let mut line = format!("{name}\t{}", if state.is_empty() { "-" } else { &state });
+                if let Some(p) = progress {
+                    line.push_str(&format!("\t{p}%"));
+                }
+                if !message.is_empty() {
+                    line.push_str(&format!("\t{message}"));
+                }
+                if line != last_line {
+                    writeln!(io.out, "{line}")?;
+                    last_line = line;
                     last = state.clone();
                 }
                 if state == "Failed" || state == "Aborted" {
@@ -330,7 +352,7 @@ async fn wait_rollback(client: &Client, io: &mut Io<'_>, name: &str) -> Result<(
             }
             Err(Error::NotFound { .. }) => {
                 if last != "Completed" {
-                    writeln!(io.out, "{name}\tCompleted")?;
+                    writeln!(io.out, "{name}\tCompleted\t100%")?;
                 }
                 writeln!(io.out, "{name} done and removed")?;
                 return Ok(());
