@@ -6,116 +6,34 @@
 //! Run by `.ci/run` via `tests/vm/run-tier2.sh` (one guest per test binary).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use hwameistor_engine::fs::{self, FsType};
 use hwameistor_engine::luks::{Luks, Pbkdf, Secret, mapping_name};
 use hwameistor_engine::lvm::LvmEngine;
 use hwameistor_engine::{Error, LvmConfig, VolumeEngine, VolumeOptions};
-use hwameistor_exec::{Cmd, Runner, TokioRunner};
-use hwameistor_vmtests::{DiskKind, Guest};
+use hwameistor_exec::TokioRunner;
+use hwameistor_testkit::data::{contains, dd_read, dd_write};
+use hwameistor_testkit::tier2::{LvmCleanup, guest, lvm_no_monitoring};
+use hwameistor_testkit::{MI, Sandbox};
+use hwameistor_vmtests::DiskKind;
 
 const POOL: &str = "LocalStorage_PoolSSD";
-const MI: u64 = 1 << 20;
 const MARKER: &[u8] = b"HWAMEISTOR-PLAINTEXT-MARKER-0123456789";
-
-fn guest() -> Guest {
-    assert_eq!(
-        std::env::var("VM_GUEST").as_deref(),
-        Ok("1"),
-        "tier-2 test outside the qemu guest: run it via tests/vm/run-tier2.sh"
-    );
-    Guest::from_env().expect("tier-2 guest environment")
-}
-
-fn cmd(argv: &[&str]) -> Cmd {
-    Cmd::new(argv[0])
-        .args(argv[1..].iter().copied())
-        .timeout(Duration::from_secs(300))
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-}
-
-fn run_sync(argv: &[&str]) {
-    let c = cmd(argv);
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.output(&c)).ok()
-    })
-    .join();
-}
-
-/// On drop: close our mappings, remove the VG, wipe the disk.
-struct Cleanup {
-    disk: PathBuf,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for m in ["pvc-enc-encrypt", "snap-enc-encrypt"] {
-            run_sync(&["cryptsetup", "close", m]);
-        }
-        run_sync(&["vgremove", "-ff", "-y", POOL]);
-        let d = self.disk.to_string_lossy().into_owned();
-        run_sync(&["pvremove", "-ff", "-y", &d]);
-        run_sync(&["wipefs", "-a", &d]);
-        let _ = std::fs::remove_dir_all("/tmp/hwt-luks");
-    }
-}
-
-fn lvm_no_monitoring() -> Result<()> {
-    std::fs::create_dir_all("/etc/lvm")?;
-    std::fs::write(
-        "/etc/lvm/lvmlocal.conf",
-        "activation {\n  monitoring = 0\n}\n",
-    )?;
-    Ok(())
-}
+const DIR: &str = "/tmp/hwt-luks";
 
 /// Read the first `mib` MiB of `dev` with direct IO.
 async fn read_dev(dev: &Path, mib: u64) -> Result<Vec<u8>> {
-    let copy = "/tmp/hwt-luks/readback";
-    TokioRunner
-        .run(&cmd(&[
-            "dd",
-            &format!("if={}", dev.display()),
-            &format!("of={copy}"),
-            "bs=1M",
-            "iflag=direct",
-            "status=none",
-            &format!("count={mib}"),
-        ]))
-        .await?;
-    let d = std::fs::read(copy)?;
-    std::fs::remove_file(copy)?;
-    Ok(d)
+    dd_read(&Path::new(DIR).join("readback"), dev, mib).await
 }
 
+/// Write 1 MiB with `MARKER` at the start of every 4 KiB block to `dev` with direct IO.
 async fn write_marker(dev: &Path) -> Result<()> {
-    let pat = "/tmp/hwt-luks/marker";
     let mut data = vec![0u8; MI as usize];
     for chunk in data.chunks_mut(4096) {
         chunk[..MARKER.len()].copy_from_slice(MARKER);
     }
-    std::fs::write(pat, data)?;
-    TokioRunner
-        .run(&cmd(&[
-            "dd",
-            &format!("if={pat}"),
-            &format!("of={}", dev.display()),
-            "bs=1M",
-            "oflag=direct",
-            "conv=notrunc,fsync",
-        ]))
-        .await?;
-    Ok(())
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    dd_write(&Path::new(DIR).join("marker"), dev, 0, &data).await
 }
 
 #[tokio::test]
@@ -123,9 +41,14 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 async fn luks_volumes_and_their_snapshots_stay_encrypted() -> Result<()> {
     let g = guest();
     lvm_no_monitoring()?;
-    std::fs::create_dir_all("/tmp/hwt-luks")?;
     let disk = g.disk(DiskKind::Ssd).dev.clone();
-    let _cleanup = Cleanup { disk: disk.clone() };
+    // On drop: our mappings closed, the VG removed, the disk wiped, the directory removed.
+    let _cleanup = LvmCleanup::new()
+        .sandbox(Sandbox::at(DIR)?)
+        .mapping("pvc-enc-encrypt")
+        .mapping("snap-enc-encrypt")
+        .vg(POOL)
+        .disks([disk.clone()]);
     let runner = TokioRunner::shared();
     let e = LvmEngine::new(runner.clone(), LvmConfig::default());
     e.ensure_pool(POOL, std::slice::from_ref(&disk)).await?;

@@ -7,7 +7,6 @@
 //! this binary run one after the other in the same guest and each cleans up after itself).
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,113 +18,36 @@ use hwameistor_engine::qos::{self, CgroupVersion, QosLimits, Throttler};
 use hwameistor_engine::{
     EngineConfig, EngineKind, Error, LvmConfig, VolumeEngine, VolumeOptions, detect_engine,
 };
-use hwameistor_exec::{Cmd, Runner, SharedRunner, TokioRunner};
-use hwameistor_vmtests::{DiskKind, Guest};
+use hwameistor_exec::{Runner, SharedRunner, TokioRunner};
+use hwameistor_testkit::block::blockdev_size as block_size;
+use hwameistor_testkit::cgroup::{self, CgroupVisit};
+use hwameistor_testkit::data::{pattern, write_synced as write_file};
+use hwameistor_testkit::tier2::{LvmCleanup, guest, lvm_cmd as cmd, lvm_no_monitoring};
+use hwameistor_testkit::{MI, Sandbox};
+use hwameistor_vmtests::DiskKind;
 
 const POOL: &str = "LocalStorage_PoolHDD";
-const MI: u64 = 1024 * 1024;
-
-fn guest() -> Guest {
-    assert_eq!(
-        std::env::var("VM_GUEST").as_deref(),
-        Ok("1"),
-        "tier-2 test outside the qemu guest: run it via tests/vm/run-tier2.sh"
-    );
-    Guest::from_env().expect("tier-2 guest environment")
-}
+/// Mount points, the cgroup v2 mount and scratch files live here.
+const DIR: &str = "/tmp/hwt-engine";
 
 fn runner() -> SharedRunner {
     TokioRunner::shared()
 }
 
-fn cmd(argv: &[&str]) -> Cmd {
-    Cmd::new(argv[0])
-        .args(argv[1..].iter().copied())
-        .timeout(Duration::from_secs(300))
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-}
-
-/// Run a command from synchronous code (Drop) on a private runtime in its own thread.
-fn run_sync(argv: &[&str]) {
-    let c = cmd(argv);
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(TokioRunner.output(&c)).ok()
-    })
-    .join();
-}
-
-/// On drop: unmount everything under /tmp/hwt-engine, remove the test VG and wipe the disks.
-struct Cleanup {
-    disks: Vec<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for t in [
-            "/tmp/hwt-engine/mnt/a",
-            "/tmp/hwt-engine/mnt/b",
-            "/tmp/hwt-engine/mnt/c",
-        ] {
-            run_sync(&["umount", t]);
-        }
-        run_sync(&["vgremove", "-ff", "-y", POOL]);
-        for d in &self.disks {
-            let d = d.to_string_lossy().into_owned();
-            run_sync(&["pvremove", "-ff", "-y", &d]);
-            run_sync(&["wipefs", "-a", &d]);
-        }
-        let _ = std::fs::remove_dir_all("/tmp/hwt-engine");
-    }
-}
-
-/// No dmeventd in the guest: tell LVM not to monitor (snapshots would try to).
-fn lvm_no_monitoring() -> Result<()> {
-    std::fs::create_dir_all("/etc/lvm")?;
-    std::fs::write(
-        "/etc/lvm/lvmlocal.conf",
-        "activation {\n  monitoring = 0\n}\n",
-    )?;
-    Ok(())
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
-
-fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    Ok(())
+/// On drop: unmount everything under [`DIR`], remove the test VG and wipe the disks.
+fn cleanup(disks: &[PathBuf]) -> Result<LvmCleanup> {
+    Ok(LvmCleanup::new()
+        .sandbox(Sandbox::at(DIR)?)
+        .vg(POOL)
+        .disks(disks.iter().cloned()))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
-    std::fs::File::open(path)?.read_to_end(&mut v)?;
-    Ok(v)
+    Ok(std::fs::read(path)?)
 }
 
 fn engine() -> LvmEngine {
     LvmEngine::new(runner(), LvmConfig::default())
-}
-
-async fn block_size(dev: &Path) -> Result<u64> {
-    let out = TokioRunner
-        .run(&cmd(&["blockdev", "--getsize64", &dev.to_string_lossy()]))
-        .await?;
-    Ok(out.stdout.trim().parse()?)
 }
 
 #[tokio::test]
@@ -135,9 +57,7 @@ async fn lvm_engine_pool_volumes_filesystems_and_ownership() -> Result<()> {
     lvm_no_monitoring()?;
     let d1 = g.disk(DiskKind::Virtio).dev.clone();
     let d2 = g.disk(DiskKind::Virtio2).dev.clone();
-    let _cleanup = Cleanup {
-        disks: vec![d1.clone(), d2.clone()],
-    };
+    let _cleanup = cleanup(&[d1.clone(), d2.clone()])?;
     let r = runner();
 
     // The guest has device-mapper and lvm2: auto-detection picks lvm.
@@ -347,9 +267,7 @@ async fn lvm_engine_cow_snapshots() -> Result<()> {
     let g = guest();
     lvm_no_monitoring()?;
     let d1 = g.disk(DiskKind::Hdd).dev.clone();
-    let _cleanup = Cleanup {
-        disks: vec![d1.clone()],
-    };
+    let _cleanup = cleanup(std::slice::from_ref(&d1))?;
     let r = runner();
     let e = engine();
     e.ensure_pool(POOL, std::slice::from_ref(&d1)).await?;
@@ -410,52 +328,13 @@ async fn lvm_engine_cow_snapshots() -> Result<()> {
     Ok(())
 }
 
-/// Moves this process into a cgroup while a child runs, and back.
-struct CgroupGuard {
-    throttler: Throttler,
-    original: PathBuf,
-    mounted: Option<PathBuf>,
-}
-
-impl CgroupGuard {
-    async fn run_inside(&self, c: Cmd) -> Result<Duration> {
-        self.throttler.add_process(std::process::id())?;
-        let start = Instant::now();
-        let res = TokioRunner.run(&c).await;
-        let el = start.elapsed();
-        self.leave()?;
-        res?;
-        Ok(el)
-    }
-
-    fn leave(&self) -> Result<()> {
-        std::fs::write(
-            self.original.join("cgroup.procs"),
-            std::process::id().to_string(),
-        )
-        .with_context(|| format!("back to {}", self.original.display()))
-    }
-}
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        let _ = self.leave();
-        let _ = std::fs::remove_dir(&self.throttler.dir);
-        if let Some(m) = &self.mounted {
-            run_sync(&["umount", &m.to_string_lossy()]);
-        }
-    }
-}
-
 #[tokio::test]
 #[ignore = "tier 2: runs inside the qemu guest; run by .ci/run via tests/vm"]
 async fn lvm_volume_throttled_by_cgroup_v2_io_max() -> Result<()> {
     let g = guest();
     lvm_no_monitoring()?;
     let d1 = g.disk(DiskKind::Ssd).dev.clone();
-    let _cleanup = Cleanup {
-        disks: vec![d1.clone()],
-    };
+    let _cleanup = cleanup(std::slice::from_ref(&d1))?;
     let e = engine();
     e.ensure_pool(POOL, std::slice::from_ref(&d1)).await?;
     let v = e
@@ -486,20 +365,10 @@ async fn lvm_volume_throttled_by_cgroup_v2_io_max() -> Result<()> {
     );
     std::fs::write(root.join("cgroup.subtree_control"), "+io")?;
     // Our own cgroup relative to that hierarchy.
-    let own = std::fs::read_to_string("/proc/self/cgroup")?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("0::")
-                .map(|p| p.trim_start_matches('/').to_owned())
-        })
-        .unwrap_or_default();
+    let own = cgroup::own_v2().unwrap_or_default();
     let t = Throttler::named(&root, "hwt-engine-qos")?;
     ensure!(t.version == CgroupVersion::V2);
-    let guard = CgroupGuard {
-        throttler: t.clone(),
-        original: root.join(own),
-        mounted,
-    };
+    let guard = CgroupVisit::new(&t.dir, root.join(own)).unmount_on_drop(mounted);
 
     let limit = 2 * MI;
     t.apply(&v.device_path, &QosLimits::symmetric(None, Some(limit)))?;

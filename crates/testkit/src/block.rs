@@ -123,55 +123,11 @@ pub async fn loops_below(dir: &Path) -> Result<Vec<LoopInfo>> {
     Ok(loops)
 }
 
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub target: PathBuf,
-    pub fstype: String,
-    pub source: String,
-}
+pub use hwameistor_disk::probe::{Mount, parse_mountinfo};
 
-/// Undo the octal escapes (`\040` for a space, ...) of the mount table.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse `/proc/<pid>/mountinfo` text.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let target = left.split(' ').nth(4)?;
-            let mut r = right.split(' ');
-            Some(MountEntry {
-                target: PathBuf::from(unescape(target)),
-                fstype: r.next()?.to_owned(),
-                source: unescape(r.next().unwrap_or_default()),
-            })
-        })
-        .collect()
-}
-
-/// The mount table of this process.
-pub fn mounts() -> Vec<MountEntry> {
+/// The mount table of this process (`/proc/self/mountinfo`, parsed by the disk manager's
+/// parser).
+pub fn mounts() -> Vec<Mount> {
     parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
 }
 
@@ -180,15 +136,15 @@ pub fn mount_fstype(target: impl AsRef<Path>) -> Option<String> {
     mounts()
         .into_iter()
         .rev()
-        .find(|m| m.target == target.as_ref())
-        .map(|m| m.fstype)
+        .find(|m| Path::new(&m.mount_point) == target.as_ref())
+        .map(|m| m.fs_type)
 }
 
 /// How many mounts sit exactly at `target`.
 pub fn mount_count(target: impl AsRef<Path>) -> usize {
     mounts()
         .iter()
-        .filter(|m| m.target == target.as_ref())
+        .filter(|m| Path::new(&m.mount_point) == target.as_ref())
         .count()
 }
 
@@ -201,7 +157,7 @@ pub fn mount_count(target: impl AsRef<Path>) -> usize {
 pub async fn release_under(dir: &Path) {
     let mut targets: Vec<PathBuf> = mounts()
         .into_iter()
-        .map(|m| m.target)
+        .map(|m| PathBuf::from(m.mount_point))
         .filter(|t| t.starts_with(dir) && t != Path::new("/"))
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.as_os_str().len()));
@@ -232,19 +188,6 @@ mod tests {
         assert_eq!(l[0].name, Path::new("/dev/loop3"));
         assert_eq!(l[1].back_file, "/tmp/y/a b.img (deleted)");
         assert!(parse_losetup("{").is_err());
-    }
-
-    #[test]
-    fn parses_mountinfo_with_escapes() {
-        let t = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - ext4 /dev/loop1 rw\n\
-                 37 35 98:0 / /tmp/t/pools/p1 rw shared:2 - xfs /dev/loop2 rw,attr2\n";
-        let m = parse_mountinfo(t);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].target, Path::new("/mnt/a b"));
-        assert_eq!(m[0].fstype, "ext4");
-        assert_eq!(m[0].source, "/dev/loop1");
-        assert_eq!(m[1].fstype, "xfs");
-        assert_eq!(unescape("x\\134y\\0"), "x\\y\\0");
     }
 
     #[test]
