@@ -1,7 +1,8 @@
 //! Tier 1: snapshots, restore, rollback and clone with the real `file` engine (XFS reflink
 //! pool on a loop-backed disk) and the real reconcilers over the EmbeddedStore: write data,
 //! snapshot, write more, restore into a new volume and compare checksums with the snapshot's
-//! data; clone and compare with the source; roll back and compare.
+//! data; clone and compare with the source; roll back (progress 100) and compare; a
+//! `snapsize` is reported as ignored; a volume with a snapshot is deleted only after it.
 //!
 //! Needs root, loop devices, xfsprogs. Run by `.ci/run` with
 //! `cargo test --workspace --test 'tier1_*' -- --ignored --test-threads=1`.
@@ -204,6 +205,25 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
     ensure!(st.allocated_capacity_bytes == (64 * MI) as i64, "{st:?}");
     ensure!(st.creation_time.is_some());
 
+    // A snapsize on the file engine is not silently dropped: reflink copies reserve nothing,
+    // and the snapshot says so.
+    snapshot::create_snapshot(&store, "t1-small", "t1-src", Some(4 * MI)).await?;
+    let small = wait_for(60, "small snapshot Ready", || async {
+        let s = store
+            .all::<LocalVolumeSnapshot>()
+            .get_opt("t1-small")
+            .await
+            .unwrap()?;
+        (s.state() == VolumeState::Ready).then_some(s)
+    })
+    .await;
+    let st = small.status.context("small snapshot status")?;
+    ensure!(
+        st.message.contains("snapsize ignored") && st.message.contains("reflink"),
+        "{st:?}"
+    );
+    ensure!(st.allocated_capacity_bytes == (64 * MI) as i64, "{st:?}");
+
     write_pattern(&sb, &src, 2, 4, 7).await?;
     let sum_b = checksum(&sb, &src, 64).await?;
     ensure!(sum_a != sum_b, "the second write changed nothing");
@@ -278,8 +298,35 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
             .then_some(())
     })
     .await;
+    // The file engine's rollback reports 100 % when done (a watch sees every state).
+    let mut watch = store
+        .all::<LocalVolumeSnapshotRestore>()
+        .watch(&Default::default(), "")
+        .await?;
+    let rb_name = rb.clone();
+    let progress_seen = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut seen = Vec::new();
+        while let Some(Ok(ev)) = watch.next().await {
+            let r = ev.into_object();
+            if r.metadata.name.as_deref() == Some(rb_name.as_str())
+                && let Some(st) = r.status
+            {
+                seen.push((st.state, st.progress));
+                if st.state == OperationState::Completed {
+                    break;
+                }
+            }
+        }
+        seen
+    });
     let t0 = Instant::now();
     snapshot::rollback_snapshot(&store, "t1-snap").await?;
+    let seen = tokio::time::timeout(Duration::from_secs(60), progress_seen).await??;
+    ensure!(
+        seen.last() == Some(&(OperationState::Completed, Some(100))),
+        "{seen:?}"
+    );
     wait_for(60, "rollback done and its object removed", || async {
         store
             .all::<LocalVolumeSnapshotRestore>()
@@ -307,15 +354,44 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
             .then_some(())
     })
     .await;
-    ensure!(engine.list_snapshots(POOL_HDD).await?.is_empty());
+    let left: Vec<String> = engine
+        .list_snapshots(POOL_HDD)
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    ensure!(
+        left == ["t1-small"],
+        "only the other snapshot is left: {left:?}"
+    );
 
-    // Volumes go away cleanly (no leaked loop devices: the sandbox guard checks on drop).
+    // Volumes go away cleanly (no leaked loop devices: the sandbox guard checks on drop);
+    // t1-src only once its remaining snapshot is deleted.
     for v in ["t1-src", "t1-restored", "t1-clone"] {
         store
             .all::<LocalVolume>()
             .patch(v, &json!({"spec": {"delete": true}}))
             .await?;
     }
+    let blocked = wait_for(60, "t1-src deletion blocked", || async {
+        let lv = store
+            .all::<LocalVolume>()
+            .get_opt("t1-src")
+            .await
+            .unwrap()?;
+        let st = lv.status?;
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "DeleteBlocked" && c.status == "True")
+            .then_some(st.message)
+    })
+    .await;
+    ensure!(blocked.contains("t1-small"), "{blocked}");
+    ensure!(
+        engine.stat_volume(POOL_HDD, "t1-src").await?.is_some(),
+        "the volume stays while it has snapshots"
+    );
+    snapshot::delete_snapshot(&store, "t1-small").await?;
     wait_for(60, "volumes deleted on the host", || async {
         engine
             .list_volumes(Some(POOL_HDD))
