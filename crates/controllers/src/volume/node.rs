@@ -106,6 +106,9 @@ impl NodeCtx {
     }
 }
 
+/// How long the pool report waits after a volume change for further changes to gather.
+const POOL_SYNC_SETTLE: Duration = Duration::from_millis(500);
+
 /// Run the node agent until `shutdown`: register the LocalStorageNode, re-read the pools from
 /// the host, then keep the heartbeat/pool/orphan loop, the claim controller and the replica
 /// controller running.
@@ -142,10 +145,21 @@ pub async fn run_node_agent(
                 if let Err(e) = sync_node(&ctx).await {
                     tracing::warn!(node = %ctx.cfg.node_name, error = %e, "node sync failed");
                 }
+                let last_pass = tokio::time::Instant::now();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(ctx.cfg.sync_interval) => {}
-                    _ = ctx.pools_changed.notified() => {}
+                    _ = ctx.pools_changed.notified() => {
+                        // A burst of creates/deletes notifies once per volume: a change soon
+                        // after a pass waits a moment so the rest of the burst joins the next
+                        // pass (each pass re-reads every pool and volume from the engine).
+                        // Capacity is guarded by the placement ledger, not by this report.
+                        let settle = POOL_SYNC_SETTLE.min(ctx.cfg.sync_interval);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep_until(last_pass + settle) => {}
+                        }
+                    }
                 }
             }
         }

@@ -67,6 +67,10 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
     }
     let name = obj.metadata.name.clone().unwrap_or_default();
     let replicas = ctx.store.all::<LocalVolumeReplica>();
+    // What the last step left on the host, when it knows: a step that only wrote the status
+    // did not change the device, and create/extend return the device they made, so the next
+    // pass need not ask the engine again (with the file engine a stat runs commands).
+    let mut known: Option<Option<hwameistor_engine::VolumeInfo>> = None;
     for _ in 0..MAX_STEPS {
         let Some(r) = replicas
             .get_opt(&name)
@@ -85,16 +89,19 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
         if parent.is_none() && !r.spec.delete {
             tracing::warn!(replica = %name, %volume, "the replica's LocalVolume is gone; deleting the replica");
         }
-        let mut stat = ctx
-            .engine
-            .stat_volume(&pool, &volume)
-            .await
-            .map_err(|source| Error::Engine {
-                op: "stat",
-                pool: pool.clone(),
-                volume: volume.clone(),
-                source: Box::new(source),
-            })?;
+        let mut stat = match known.take() {
+            Some(s) => s,
+            None => ctx
+                .engine
+                .stat_volume(&pool, &volume)
+                .await
+                .map_err(|source| Error::Engine {
+                    op: "stat",
+                    pool: pool.clone(),
+                    volume: volume.clone(),
+                    source: Box::new(source),
+                })?,
+        };
         let status = r.status.clone().unwrap_or_default();
         let deleting = r.spec.delete
             || parent.is_none()
@@ -148,6 +155,8 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 source: Box::new(source),
             }
         };
+        // Status-only steps leave the device as observed; the engine steps below say otherwise.
+        known = Some(stat.clone());
         match step {
             ReplicaStep::Wait => {
                 if status.state == ReplicaState::Ready
@@ -210,11 +219,12 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     striped: r.spec.striped && !linear_instead,
                     thin: r.spec.thin,
                 };
-                if let Err(e) = ctx
+                let created = ctx
                     .engine
                     .create_volume(&pool, &volume, size_bytes, &opts)
-                    .await
-                {
+                    .await;
+                known = created.as_ref().ok().map(|info| Some(info.clone()));
+                if let Err(e) = created {
                     let message = e.to_string();
                     let conds = with_condition(
                         &status.conditions,
@@ -246,10 +256,12 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                 }
             }
             ReplicaStep::ExtendDevice { size_bytes } => {
-                ctx.engine
+                let info = ctx
+                    .engine
                     .extend_volume(&pool, &volume, size_bytes)
                     .await
                     .map_err(engine_err("extend"))?;
+                known = Some(Some(info));
                 ctx.pools_changed.notify_one();
                 tracing::info!(replica = %name, %pool, %volume, size_bytes, "volume extended");
             }
@@ -345,6 +357,7 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     .delete_volume(&pool, &volume)
                     .await
                     .map_err(engine_err("delete"))?;
+                known = Some(None);
                 ctx.pools_changed.notify_one();
                 tracing::info!(replica = %name, %pool, %volume, "volume removed");
             }
