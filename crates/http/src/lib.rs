@@ -127,15 +127,15 @@ pub fn router(store: Store, cfg: ApiConfig, shutdown: CancellationToken) -> Rout
         .route(
             "/{plural}/{name}",
             get(rest::get)
-                .put(rest::replace)
-                .patch(rest::patch)
+                .put(rest::replace::<false>)
+                .patch(rest::patch::<false>)
                 .delete(rest::delete),
         )
         .route(
             "/{plural}/{name}/status",
             get(rest::get_status)
-                .put(rest::replace_status)
-                .patch(rest::patch_status),
+                .put(rest::replace::<true>)
+                .patch(rest::patch::<true>),
         )
         .nest("/cluster", cluster);
     Router::new()

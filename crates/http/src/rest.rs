@@ -204,61 +204,27 @@ fn name_from_url(mut body: Value, name: &str) -> Result<Value> {
     Ok(body)
 }
 
-/// PUT of an object (`status = false`) or of its status.
-async fn put(
-    state: &AppState,
-    plural: &str,
-    name: &str,
-    body: Value,
-    status: bool,
-) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(plural)?;
-    let obj = name_from_url(body, name)?;
-    Ok(Json(res.replace(&state.store, obj, status).await?))
-}
-
-/// JSON merge PATCH of metadata/spec (`status = false`) or of status.
-async fn merge_patch(
-    state: &AppState,
-    plural: &str,
-    name: &str,
-    body: Value,
-    status: bool,
-) -> Result<Json<Value>> {
-    let res = state.registry.by_plural(plural)?;
-    Ok(Json(res.patch(&state.store, name, &body, status).await?))
-}
-
-pub(crate) async fn replace(
+/// PUT `/<plural>/<name>` (`STATUS = false`) or `/<plural>/<name>/status`: replace the
+/// object or its status (needs `metadata.resourceVersion`).
+pub(crate) async fn replace<const STATUS: bool>(
     State(state): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    put(&state, &plural, &name, body, false).await
+    let res = state.registry.by_plural(&plural)?;
+    let obj = name_from_url(body, &name)?;
+    Ok(Json(res.replace(&state.store, obj, STATUS).await?))
 }
 
-pub(crate) async fn replace_status(
+/// PATCH `/<plural>/<name>` (`STATUS = false`) or `/<plural>/<name>/status`: JSON merge
+/// patch of metadata/spec or of status.
+pub(crate) async fn patch<const STATUS: bool>(
     State(state): State<AppState>,
     Path((plural, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    put(&state, &plural, &name, body, true).await
-}
-
-pub(crate) async fn patch(
-    State(state): State<AppState>,
-    Path((plural, name)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
-    merge_patch(&state, &plural, &name, body, false).await
-}
-
-pub(crate) async fn patch_status(
-    State(state): State<AppState>,
-    Path((plural, name)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
-    merge_patch(&state, &plural, &name, body, true).await
+    let res = state.registry.by_plural(&plural)?;
+    Ok(Json(res.patch(&state.store, &name, &body, STATUS).await?))
 }
 
 pub(crate) async fn get_status(
