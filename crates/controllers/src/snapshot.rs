@@ -15,7 +15,12 @@
 //!   `snapsize`; file engine: a reflink copy), names it after the LocalVolumeSnapshot, and
 //!   reports `allocatedCapacityBytes`, `creationTime`, `attr.invalid` (COW space overflowed →
 //!   `NotReady` with the reason) on every resync. A snapshot that vanished from the host is
-//!   reported, never silently re-taken.
+//!   reported, never silently re-taken. On the file engine a `snapsize` other than the
+//!   volume's size cannot be honoured (reflinks reserve nothing): the replica snapshot says
+//!   `snapsize ignored: …` (reason + `Snapsize` condition) and the snapshot's message shows it.
+//! - Deleting a volume that has snapshots is refused until they are deleted (one rule,
+//!   [`hwameistor_core::snapshot::volume_delete_check`]; the volume controller holds the
+//!   replicas back with a `DeleteBlocked` condition, see `volume::status`).
 //! - `LocalVolumeSnapshotRestore` (`lvsrestore`): `restoreType: create` copies a Ready snapshot
 //!   into an existing target volume (created beforehand with the source's size or larger, on
 //!   the snapshot's nodes: see [`ops::restore_snapshot`]); `rollback` returns the source volume
@@ -25,8 +30,10 @@
 //!   `LocalVolumeReplicaSnapshotRestore` per node; the node controller
 //!   ([`node::reconcile_replica_restore`]) copies (lvm: `dd` from the snapshot LV; file: a
 //!   reflink copy of the snapshot into a scratch volume then a sparse `dd`) or rolls back
-//!   (lvm: `lvconvert --merge`, in progress while the snapshot LV exists, shown as `merging`;
-//!   file: the snapshot file replaces the volume file). A rollback consumes the snapshot (as
+//!   (lvm: `lvconvert --merge --background`, in progress while the snapshot LV exists, shown
+//!   as `merging`, with `status.progress` = `100 − snap_percent` read from `lvs` through
+//!   [`hwameistor_engine::lvm::merge`]; file: the snapshot file replaces the volume file and
+//!   progress jumps to 100). The cluster object's progress is its slowest node's. A rollback consumes the snapshot (as
 //!   the LVM merge does): the snapshot is then deleted and the restore object removed, as in
 //!   the seed. A completed `create` restore stays (CSI waits for it) until its target volume
 //!   is gone; the target gets the annotation `hwameistor.io/snapshot-restore-completed`.
