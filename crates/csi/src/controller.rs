@@ -812,12 +812,30 @@ impl ControllerService {
             });
         }
         if rec.snapshots > 0 {
-            return Err(Error::Precondition {
-                reason: format!(
-                    "volume {:?} has {} snapshot(s); delete them first",
-                    req.volume_id, rec.snapshots
-                ),
-            });
+            // The one rule (core::snapshot::volume_delete_check), naming the snapshots.
+            let snaps: Vec<hwameistor_core::snapshot::VolumeSnapshotRef> = self
+                .backend
+                .list_snapshots()
+                .await
+                .map_err(Error::backend("list snapshots"))?
+                .into_iter()
+                .filter(|s| s.spec.source_volume == req.volume_id)
+                .map(|s| hwameistor_core::snapshot::VolumeSnapshotRef {
+                    name: s.spec.name,
+                    deleting: s.deleting,
+                })
+                .collect();
+            let reason =
+                match hwameistor_core::snapshot::volume_delete_check(&req.volume_id, &snaps) {
+                    hwameistor_core::snapshot::VolumeDeleteCheck::Refused { message, .. } => {
+                        message
+                    }
+                    _ => format!(
+                        "volume {:?} has {} snapshot(s); delete them first",
+                        req.volume_id, rec.snapshots
+                    ),
+                };
+            return Err(Error::Precondition { reason });
         }
         self.backend
             .delete_volume(&req.volume_id)

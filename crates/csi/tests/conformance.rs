@@ -555,6 +555,10 @@ async fn delete_volume() {
         .unwrap();
     let (c, m) = code(h.controller.delete_volume(del("d1")).await);
     assert_eq!(c, Code::FailedPrecondition, "{m}");
+    assert!(
+        m.contains("volume d1 has 1 snapshot(s): s1; delete them first"),
+        "names the snapshots: {m}"
+    );
     h.controller
         .delete_snapshot(DeleteSnapshotRequest {
             snapshot_id: "s1".into(),
