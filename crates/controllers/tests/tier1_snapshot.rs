@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 use hwameistor_api::types::{OperationState, VolumeState};
 use hwameistor_api::{
-    LocalStorageNode, LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot,
-    LocalVolumeSnapshotRestore,
+    LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot, LocalVolumeSnapshotRestore,
 };
 use hwameistor_controllers::snapshot::{self, SnapshotClusterConfig, SnapshotNodeConfig};
 use hwameistor_controllers::volume;
@@ -31,7 +30,7 @@ use hwameistor_testkit::data::{dd_read, dd_write, digest};
 use hwameistor_testkit::{MI, Sandbox};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for};
+use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for, wait_pool};
 
 const NODE: &str = "t1-snap-node";
 
@@ -164,17 +163,8 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
         &[disk.to_str().context("path")?],
     )
     .await?;
-    wait_for(60, "pool reported", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        lsn.status?
-            .pools
-            .get(POOL_HDD)
-            .filter(|p| p.total_capacity_bytes > 0)
-            .map(|_| ())
+    wait_pool(&store, NODE, POOL_HDD, 60, "pool reported", |p| {
+        p.total_capacity_bytes > 0
     })
     .await;
 

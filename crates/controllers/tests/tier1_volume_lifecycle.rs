@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use hwameistor_api::types::{ClaimPhase, OperationState, ReplicaState, VolumeState};
 use hwameistor_api::{
-    LocalDiskClaim, LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeExpandSpec,
-    LocalVolumeReplica, VolumeQoS,
+    LocalDiskClaim, LocalVolume, LocalVolumeExpand, LocalVolumeExpandSpec, LocalVolumeReplica,
+    VolumeQoS,
 };
 use hwameistor_controllers::volume::{self, ClusterConfig};
 use hwameistor_engine::file::FileEngine;
@@ -32,7 +32,9 @@ use hwameistor_testkit::data::{byte_pattern, write_read_at};
 use hwameistor_testkit::{GI, MI, Sandbox};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use volume_common::{POOL_HDD, agent_cfg, claim_disks, volume, wait_for};
+use volume_common::{
+    POOL_HDD, agent_cfg, claim_disks, volume, wait_for, wait_no_volumes, wait_pool,
+};
 
 const NODE: &str = "t1-node";
 
@@ -134,17 +136,8 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
         &[d1.to_str().context("path")?],
     )
     .await?;
-    let pool = wait_for(60, "pool reported", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        lsn.status?
-            .pools
-            .get(POOL_HDD)
-            .filter(|p| p.total_capacity_bytes > 0)
-            .cloned()
+    let pool = wait_pool(&store, NODE, POOL_HDD, 60, "pool reported", |p| {
+        p.total_capacity_bytes > 0
     })
     .await;
     ensure!(
@@ -244,16 +237,9 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
         &[d2.to_str().context("path")?],
     )
     .await?;
-    wait_for(60, "pool extended", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        let p = lsn.status?.pools.get(POOL_HDD).cloned()?;
-        (p.disks.len() == 2
-            && p.total_capacity_bytes > 2 * pool.total_capacity_bytes - (100 * MI) as i64)
-            .then_some(())
+    wait_pool(&store, NODE, POOL_HDD, 60, "pool extended", |p| {
+        p.disks.len() == 2
+            && p.total_capacity_bytes > 2 * pool.total_capacity_bytes - (100 * MI) as i64
     })
     .await;
 
@@ -313,40 +299,21 @@ async fn volume_lifecycle_on_the_file_engine() -> Result<()> {
             .patch(v, &json!({"spec": {"delete": true}}))
             .await?;
     }
-    wait_for(60, "volumes removed", || async {
-        let lvs = store
-            .all::<LocalVolume>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items;
-        let lvrs = store
-            .all::<LocalVolumeReplica>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items;
-        (lvs.is_empty() && lvrs.is_empty()).then_some(())
-    })
-    .await;
+    wait_no_volumes(&store, 60, "volumes removed").await;
     ensure!(
         engine.list_volumes(None).await?.is_empty(),
         "engine still holds volumes"
     );
     let leaked = loops_below(&pools_dir).await?;
     ensure!(leaked.is_empty(), "leaked loop devices: {leaked:?}");
-    wait_for(30, "pool report without volumes", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        lsn.status?
-            .pools
-            .get(POOL_HDD)
-            .filter(|p| p.volumes.is_empty() && p.used_volume_count == 0)
-            .map(|_| ())
-    })
+    wait_pool(
+        &store,
+        NODE,
+        POOL_HDD,
+        30,
+        "pool report without volumes",
+        |p| p.volumes.is_empty() && p.used_volume_count == 0,
+    )
     .await;
 
     agent.stop().await;

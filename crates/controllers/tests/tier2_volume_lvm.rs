@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use hwameistor_api::types::{ConditionStatus, StorageNodeConditionType};
-use hwameistor_api::{
-    LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeExpandSpec, LocalVolumeReplica,
-};
+use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeExpandSpec};
 use hwameistor_controllers::volume::{self, ClusterConfig};
 use hwameistor_engine::engine::build_engine;
 use hwameistor_engine::{EngineConfig, EngineKind, SharedEngine};
@@ -24,7 +22,7 @@ use hwameistor_testkit::{MI, block, host};
 use hwameistor_vmtests::DiskKind;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use volume_common::{POOL_HDD, agent_cfg, claim_disks, volume};
+use volume_common::{POOL_HDD, agent_cfg, claim_disks, volume, wait_no_volumes, wait_pool};
 
 const NODE: &str = "hwvm";
 const WAIT: u64 = 180;
@@ -88,17 +86,8 @@ async fn volume_lifecycle_on_lvm() -> Result<()> {
 
     // Claim → VG.
     claim_disks(&store, "hdd-claim", NODE, &[&d1]).await?;
-    let pool = volume_common::wait_for(WAIT, "pool reported", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        lsn.status?
-            .pools
-            .get(POOL_HDD)
-            .filter(|p| p.total_capacity_bytes > 0)
-            .cloned()
+    let pool = wait_pool(&store, NODE, POOL_HDD, WAIT, "pool reported", |p| {
+        p.total_capacity_bytes > 0
     })
     .await;
     ensure!(pool.disks.len() == 1, "{pool:?}");
@@ -128,13 +117,8 @@ async fn volume_lifecycle_on_lvm() -> Result<()> {
 
     // A second claim extends the VG.
     claim_disks(&store, "hdd-claim-2", NODE, &[&d2]).await?;
-    volume_common::wait_for(WAIT, "VG extended", || async {
-        let lsn = store
-            .all::<LocalStorageNode>()
-            .get_opt(NODE)
-            .await
-            .unwrap()?;
-        (lsn.status?.pools.get(POOL_HDD)?.disks.len() == 2).then_some(())
+    wait_pool(&store, NODE, POOL_HDD, WAIT, "VG extended", |p| {
+        p.disks.len() == 2
     })
     .await;
 
@@ -170,22 +154,7 @@ async fn volume_lifecycle_on_lvm() -> Result<()> {
         .all::<LocalVolume>()
         .patch("pvc-t2", &json!({"spec": {"delete": true}}))
         .await?;
-    volume_common::wait_for(WAIT, "volume removed", || async {
-        let lvs = store
-            .all::<LocalVolume>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items;
-        let lvrs = store
-            .all::<LocalVolumeReplica>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items;
-        (lvs.is_empty() && lvrs.is_empty()).then_some(())
-    })
-    .await;
+    wait_no_volumes(&store, WAIT, "volume removed").await;
     let lvs = run(&["lvs", "--noheadings", "-o", "lv_name", POOL_HDD]).await?;
     ensure!(lvs.trim().is_empty(), "LVs left: {lvs}");
     ensure!(!PathBuf::from(&dev).exists());

@@ -6,7 +6,9 @@ pub mod fake_engine;
 use std::time::Duration;
 
 use hwameistor_api::types::{ClaimPhase, DiskOwner};
-use hwameistor_api::{LocalDisk, LocalDiskClaim, LocalVolume};
+use hwameistor_api::{
+    LocalDisk, LocalDiskClaim, LocalPool, LocalStorageNode, LocalVolume, LocalVolumeReplica,
+};
 use hwameistor_controllers::volume::{ClusterConfig, NodeAgentConfig};
 use hwameistor_store::{EmbeddedStore, Store};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -79,4 +81,45 @@ pub fn volume(name: &str, bytes: u64) -> LocalVolume {
     let mut lv = LocalVolume::test(name);
     lv.spec.required_capacity_bytes = bytes as i64;
     lv
+}
+
+/// The report of `pool` in `node`'s LocalStorageNode once `ok` holds for it; panics after
+/// `secs` naming `what`.
+pub async fn wait_pool(
+    store: &Store,
+    node: &str,
+    pool: &str,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&LocalPool) -> bool,
+) -> LocalPool {
+    wait_for(secs, what, || async {
+        let lsn = store
+            .all::<LocalStorageNode>()
+            .get_opt(node)
+            .await
+            .unwrap()?;
+        lsn.status?.pools.get(pool).filter(|p| ok(p)).cloned()
+    })
+    .await
+}
+
+/// Wait until no LocalVolume and no LocalVolumeReplica is left; panics after `secs`.
+pub async fn wait_no_volumes(store: &Store, secs: u64, what: &str) {
+    wait_for(secs, what, || async {
+        let lvs = store
+            .all::<LocalVolume>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+        let lvrs = store
+            .all::<LocalVolumeReplica>()
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items;
+        (lvs.is_empty() && lvrs.is_empty()).then_some(())
+    })
+    .await
 }
