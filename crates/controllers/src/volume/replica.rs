@@ -21,15 +21,20 @@ use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
 
 use super::node::NodeCtx;
-use super::util::{StoreExt, controller_for, now_time};
+use super::util::{StoreExt, controller_with, now_time};
 use super::{Error, Result};
 
 /// Most steps applied in one pass before yielding back to the controller.
 const MAX_STEPS: usize = 8;
 
+/// Replicas one node agent works on at once. The engine serialises most of its work per pool
+/// anyway (the file engine per node, LVM per volume group); more parallel passes would only
+/// add concurrent host probes that slow down the one doing the work.
+const NODE_CONCURRENCY: u16 = 4;
+
 /// The replica controller of one node.
 pub(crate) fn controller(ctx: &NodeCtx) -> Controller<LocalVolumeReplica> {
-    controller_for(ctx.store.all::<LocalVolumeReplica>())
+    controller_with(ctx.store.all::<LocalVolumeReplica>(), NODE_CONCURRENCY)
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String) -> Condition {

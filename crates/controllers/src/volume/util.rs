@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use hwameistor_store::{Object, Objects};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::{WatchStreamExt, watcher as kw};
 use tokio_util::sync::CancellationToken;
 
@@ -80,9 +80,22 @@ fn error_policy<K: Object, Ctx>(obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Act
     Action::requeue(super::ERROR_BACKOFF)
 }
 
-/// A kube-runtime controller over `objects` fed by the store's watch adapter.
-pub(crate) fn controller_for<K: Object>(objects: Objects<K>) -> Controller<K> {
+/// Most reconciles one cluster-side controller runs at once: no bound (`0`). kube-runtime
+/// never runs two reconciles of the same object at once (further triggers of a busy object
+/// wait), and a bound here lets volumes that keep failing placement crowd out the ones that
+/// are making progress.
+pub(crate) const RECONCILE_CONCURRENCY: u16 = 0;
+
+/// A kube-runtime controller over `objects` fed by the store's watch adapter, reconciling up
+/// to `concurrency` objects at once (`0`: no bound).
+pub(crate) fn controller_with<K: Object>(objects: Objects<K>, concurrency: u16) -> Controller<K> {
     hwameistor_store::runtime::controller(objects, Default::default())
+        .with_config(Config::default().concurrency(concurrency))
+}
+
+/// [`controller_with`] at [`RECONCILE_CONCURRENCY`].
+pub(crate) fn controller_for<K: Object>(objects: Objects<K>) -> Controller<K> {
+    controller_with(objects, RECONCILE_CONCURRENCY)
 }
 
 /// A trigger stream of touched objects of another kind, for `Controller::watches_stream`.
