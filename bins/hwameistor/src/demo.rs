@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use hwameistor_api::types::{DiskClaimState, DiskOwner};
+use hwameistor_api::types::{ClaimPhase, DiskClaimState, DiskOwner};
 use hwameistor_api::{LocalDisk, LocalDiskClaim, LocalDiskClaimSpec};
 use hwameistor_engine::file::loopdev::{self, FileId, Losetup};
 use hwameistor_exec::SharedRunner;
@@ -34,6 +34,9 @@ pub struct DemoDisks {
     runner: SharedRunner,
     losetup: Losetup,
 }
+
+/// How often [`claim`] claims the disks that are still free.
+const CLAIM_ATTEMPTS: u32 = 4;
 
 fn losetup() -> Losetup {
     Losetup {
@@ -140,64 +143,97 @@ pub async fn claim(
     }
     let wanted: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
     let disks = store.all::<LocalDisk>();
-    let found = loop {
-        let list = disks.list(&Selector::default()).await?;
-        let ours: Vec<LocalDisk> = list
-            .items
-            .into_iter()
-            .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
-            .collect();
-        if ours.len() == wanted.len() {
-            break ours;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    };
-    let free: Vec<String> = found
-        .iter()
-        .filter(|d| matches!(d.spec.owner, DiskOwner::Unknown | DiskOwner::LocalStorage))
-        .filter(|d| {
-            d.status
-                .as_ref()
-                .is_none_or(|s| s.claim_state != DiskClaimState::Bound)
-        })
-        .map(|d| d.spec.device_path.clone())
-        .collect();
-    if free.is_empty() {
-        return Ok(None);
-    }
-    let name = match purpose {
-        None => format!("{node}-demo-claim"),
-        // one claim per set of newly given disks (a later run may add disks)
-        Some(p) => {
-            let mut n = format!("{node}-{p}-claim");
-            for d in &free {
-                let base = Path::new(d)
-                    .file_name()
-                    .map(|b| b.to_string_lossy().to_lowercase())
-                    .unwrap_or_default();
-                n.push('-');
-                n.extend(base.chars().filter(|c| c.is_ascii_alphanumeric()));
+    let claims = store.all::<LocalDiskClaim>();
+    let mut last = None;
+    // A claim may bind fewer disks than asked (a disk that changes while the claim is being
+    // bound is left out): claim what is still free again, a few times.
+    for attempt in 0..CLAIM_ATTEMPTS {
+        let found = loop {
+            let list = disks.list(&Selector::default()).await?;
+            let ours: Vec<LocalDisk> = list
+                .items
+                .into_iter()
+                .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
+                .collect();
+            if ours.len() == wanted.len() {
+                break ours;
             }
-            n
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(last),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        };
+        let free: Vec<String> = found
+            .iter()
+            .filter(|d| matches!(d.spec.owner, DiskOwner::Unknown | DiskOwner::LocalStorage))
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .is_none_or(|s| s.claim_state != DiskClaimState::Bound)
+            })
+            .map(|d| d.spec.device_path.clone())
+            .collect();
+        if free.is_empty() {
+            return Ok(last);
         }
-    };
-    let mut spec = LocalDiskClaimSpec {
-        node_name: node,
-        owner: DiskOwner::LocalStorage,
-        ..Default::default()
-    };
-    spec.description.device_paths = free;
-    let claim = LocalDiskClaim::new(&name, spec);
-    match store.all::<LocalDiskClaim>().create(&claim).await {
-        Ok(_) => {}
-        Err(hwameistor_store::Error::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
+        let mut name = match purpose {
+            None => format!("{node}-demo-claim"),
+            // one claim per set of newly given disks (a later run may add disks)
+            Some(p) => {
+                let mut n = format!("{node}-{p}-claim");
+                for d in &free {
+                    let base = Path::new(d)
+                        .file_name()
+                        .map(|b| b.to_string_lossy().to_lowercase())
+                        .unwrap_or_default();
+                    n.push('-');
+                    n.extend(base.chars().filter(|c| c.is_ascii_alphanumeric()));
+                }
+                n
+            }
+        };
+        if attempt > 0 {
+            name.push_str(&format!("-{attempt}"));
+        }
+        let mut spec = LocalDiskClaimSpec {
+            node_name: node.clone(),
+            owner: DiskOwner::LocalStorage,
+            ..Default::default()
+        };
+        spec.description.device_paths = free.clone();
+        let claim = LocalDiskClaim::new(&name, spec);
+        match claims.create(&claim).await {
+            Ok(_) => {}
+            Err(hwameistor_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(claim = %name, disks = ?free, "disks claimed for local-storage");
+        last = Some(name.clone());
+        // wait until the claim is done with (bound, consumed or deleted), then look again
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = match claims.get_opt(&name).await? {
+                None => true,
+                Some(c) => c.status.as_ref().is_some_and(|s| {
+                    matches!(
+                        s.status,
+                        ClaimPhase::Bound
+                            | ClaimPhase::Consumed
+                            | ClaimPhase::ToBeDeleted
+                            | ClaimPhase::Deleted
+                    )
+                }),
+            };
+            if done || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(last),
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
     }
-    tracing::info!(claim = %name, "demo disks claimed for local-storage");
-    Ok(Some(name))
+    Ok(last)
 }
 
 /// Give freshly created raw-disk demo disks (`--demo-raw-disks`) to the disk manager: once

@@ -35,18 +35,60 @@ pub fn mounts_below(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
 
 /// (source, target) of every mount in `/proc/self/mountinfo` text.
 pub fn mount_entries(mountinfo: &str) -> Vec<(String, PathBuf)> {
+    mount_lines(mountinfo)
+        .into_iter()
+        .map(|m| (m.source, m.target))
+        .collect()
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountLine {
+    /// Path inside the mounted filesystem (`/loop2` for a bind mount of `/dev/loop2`).
+    pub root: String,
+    pub target: PathBuf,
+    pub fstype: String,
+    pub source: String,
+}
+
+pub fn mount_lines(mountinfo: &str) -> Vec<MountLine> {
     mountinfo
         .lines()
         .filter_map(|l| {
-            let target = l.split(' ').nth(4)?;
-            // the source follows the " - <fstype> " separator
+            let mut f = l.split(' ');
+            let root = f.nth(3)?;
+            let target = f.next()?;
+            // fstype and source follow the " - " separator (after optional fields)
             let (_, tail) = l.split_once(" - ")?;
-            let source = tail.split(' ').nth(1)?;
-            Some((
-                unescape_mount(source),
-                PathBuf::from(unescape_mount(target)),
-            ))
+            let mut t = tail.split(' ');
+            let fstype = t.next()?;
+            let source = t.next()?;
+            Some(MountLine {
+                root: unescape_mount(root),
+                target: PathBuf::from(unescape_mount(target)),
+                fstype: fstype.to_string(),
+                source: unescape_mount(source),
+            })
         })
+        .collect()
+}
+
+/// Where the block device `dev` (canonical, e.g. `/dev/loop2`) is in use by a mount: a
+/// filesystem on it, or the device node bind-mounted from /dev (devtmpfs, or tmpfs in some
+/// containers): a published block volume.
+pub fn device_mounts(mountinfo: &str, dev: &Path) -> Vec<PathBuf> {
+    let Some(base) = dev.file_name().map(|b| format!("/{}", b.to_string_lossy())) else {
+        return Vec::new();
+    };
+    mount_lines(mountinfo)
+        .into_iter()
+        .filter(|m| {
+            let src = Path::new(&m.source);
+            src == dev
+                || (src.is_absolute() && std::fs::canonicalize(src).is_ok_and(|c| c == dev))
+                || (matches!(m.fstype.as_str(), "devtmpfs" | "tmpfs") && m.root == base)
+        })
+        .map(|m| m.target)
         .collect()
 }
 
@@ -185,7 +227,24 @@ pub async fn release_host(
     let mut left = Leftovers::default();
     match engine.list_volumes(None).await {
         Ok(vols) => {
+            let info = read_mountinfo();
             for v in vols {
+                // a published block volume is a bind mount of the device node, which the
+                // engine cannot see as a mount of the device: never pull it away
+                let dev = std::fs::canonicalize(&v.device_path).unwrap_or(v.device_path.clone());
+                let used = device_mounts(&info, &dev);
+                if !used.is_empty() {
+                    left.volumes.push(format!(
+                        "{}/{}: in use at {}",
+                        v.pool,
+                        v.name,
+                        used.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    continue;
+                }
                 match engine.deactivate_volume(&v.pool, &v.name).await {
                     Ok(()) => {
                         tracing::debug!(pool = %v.pool, volume = %v.name, "volume deactivated")
@@ -268,6 +327,20 @@ mod tests {
         let e = mount_entries(MI);
         assert_eq!(e[0], ("/dev/sda1".into(), PathBuf::from("/")));
         assert_eq!(e[4], ("/dev/loop3".into(), PathBuf::from("/data/poolsX")));
+    }
+
+    #[test]
+    fn finds_filesystem_and_bind_mounts_of_a_device() {
+        let mi = "\
+50 22 7:2 / /mnt/fs rw - xfs /dev/loop2 rw
+51 22 0:5 /loop2 /mnt/blk rw shared:2 - devtmpfs udev rw
+52 22 0:5 /loop22 /mnt/other rw - devtmpfs udev rw
+";
+        assert_eq!(
+            device_mounts(mi, Path::new("/dev/loop2")),
+            vec![PathBuf::from("/mnt/fs"), PathBuf::from("/mnt/blk")]
+        );
+        assert!(device_mounts(mi, Path::new("/dev/loop3")).is_empty());
     }
 
     #[test]

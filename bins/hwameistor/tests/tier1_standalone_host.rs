@@ -110,6 +110,18 @@ async fn loops_under(dir: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Prints the server's log when the test fails.
+struct LogOnPanic(PathBuf);
+
+impl Drop for LogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.0.join("server.log")).unwrap_or_default();
+            eprintln!("--- server log:\n{log}");
+        }
+    }
+}
+
 fn start_demo(dir: &Path) -> Server {
     Server::start(
         dir,
@@ -258,6 +270,52 @@ async fn patch_qos(server: &Server, volume: &str, qos: Value) {
         .expect("patch volumeQoS");
 }
 
+/// A blkio cgroup below the root that this test process can visit while it spawns a child.
+struct ChildCgroup(PathBuf, PathBuf);
+
+impl ChildCgroup {
+    fn new() -> Self {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/cgroup/blkio/hwameistor-t1-child-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        // where this process is now (to go back to)
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let mut p = l.splitn(3, ':');
+                let (_, ctrl, path) = (p.next(), p.next()?, p.next()?);
+                ctrl.split(',')
+                    .any(|c| c == "blkio")
+                    .then(|| path.trim_start_matches('/').to_string())
+            })
+            .unwrap_or_default();
+        ChildCgroup(dir, Path::new("/sys/fs/cgroup/blkio").join(own))
+    }
+
+    /// Run `f` (which spawns the IO process) while this process sits in the child cgroup;
+    /// the spawned process inherits it.
+    async fn run<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        std::fs::write(self.0.join("cgroup.procs"), std::process::id().to_string()).unwrap();
+        let out = f.await;
+        self.leave();
+        out
+    }
+
+    fn leave(&self) {
+        let _ = std::fs::write(self.1.join("cgroup.procs"), std::process::id().to_string());
+    }
+}
+
+impl Drop for ChildCgroup {
+    fn drop(&mut self) {
+        self.leave();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn volume_qos_throttles_every_process_and_follows_live_changes() {
@@ -267,6 +325,10 @@ async fn volume_qos_throttles_every_process_and_follows_live_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let _cleanup = HostCleanup(vec![dir.clone()]);
+    let _log = LogOnPanic(dir.clone());
+    // a child blkio cgroup: v1 blk-throttle is flat, so a rule in the root alone would not
+    // reach processes in it; the host-wide throttler writes every cgroup
+    let child = ChildCgroup::new();
     let server = start_demo(&dir);
     pool_ready(&dir).await;
 
@@ -295,14 +357,28 @@ async fn volume_qos_throttles_every_process_and_follows_live_changes() {
     let (code, out, err) = ctl(&dir, &["volume", "mount", "qos-vol", m, "--fs-type", "xfs"]).await;
     assert_eq!(code, 0, "mount: {out} {err}");
     wait_rule(num, Some(limit)).await;
+    // Host-wide means the filesystem's own metadata writes are throttled too; keep timestamp
+    // updates (one per dd write) out of the journal so they do not eat into the budget that
+    // is measured here.
+    TokioRunner::new()
+        .run(&Cmd::new("mount").args(["-o", "remount,lazytime", m]))
+        .await
+        .expect("remount lazytime");
 
     let file = mnt.join("data");
-    // allocate the file's blocks first (this pass also writes filesystem metadata)
+    // allocate the file's blocks first (this pass also writes filesystem metadata), and
+    // flush that metadata before measuring
     dd_rate(&file, true, 24).await;
+    TokioRunner::new()
+        .run(&Cmd::new("sync"))
+        .await
+        .expect("sync");
     let w = dd_rate(&file, true, 24).await;
     assert_within("write, limit at creation", w, limit);
     let r = dd_rate(&file, false, 24).await;
     assert_within("read, limit at creation", r, limit);
+    let w = child.run(dd_rate(&file, true, 24)).await;
+    assert_within("write from a child cgroup, limit at creation", w, limit);
 
     // live change of spec.volumeQoS
     let limit2 = 4 * MI;
@@ -344,7 +420,8 @@ async fn sigterm_releases_the_host_and_a_restart_brings_everything_back() {
     std::fs::create_dir_all(&dir).unwrap();
     let mnt = tmp.path().join("mnt");
     let m = mnt.to_str().unwrap().to_string();
-    let _cleanup = HostCleanup(vec![dir.clone(), mnt.clone()]);
+    let _cleanup = HostCleanup(vec![dir.clone(), mnt.clone(), tmp.path().join("blk")]);
+    let _log = LogOnPanic(dir.clone());
 
     // 1. create, mount, write, unmount; SIGTERM: nothing of ours stays
     let server = start_demo(&dir);
@@ -367,6 +444,7 @@ async fn sigterm_releases_the_host_and_a_restart_brings_everything_back() {
         "loop devices left after SIGTERM: {loops:?}"
     );
 
+    eprintln!("step 2: restart");
     // 2. restart with the same data dir: pool reattached, volume Ready, data intact
     let server = start_demo(&dir);
     pool_ready(&dir).await;
@@ -379,49 +457,78 @@ async fn sigterm_releases_the_host_and_a_restart_brings_everything_back() {
         "data after restart"
     );
 
-    // 3. SIGTERM while the user still has the volume mounted: exactly that stays, logged
+    eprintln!("step 3: SIGTERM with volumes in use");
+    // 3. SIGTERM while the user still has volumes published (a filesystem and a block
+    // volume): exactly those, their pool mounts and demo disks stay, and the log says so
+    let (code, _, err) = ctl(&dir, &["volume", "create", "blkkeep", "--size", "64Mi"]).await;
+    assert_eq!(code, 0, "create: {err}");
+    volume_ready(&dir, "blkkeep").await;
+    let blk = tmp.path().join("blk");
+    let b = blk.to_str().unwrap().to_string();
+    let (code, out, err) = ctl(&dir, &["volume", "mount", "blkkeep", &b, "--block"]).await;
+    assert_eq!(code, 0, "mount --block: {out} {err}");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&blk).unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(&data[..65536]).unwrap();
+        f.sync_all().unwrap();
+    }
     let status = server.stop(Signal::SIGTERM);
     assert!(status.success(), "exit status {status}");
     let log = std::fs::read_to_string(dir.join("server.log")).unwrap();
     assert!(
-        log.contains("left on the host because volumes are still in use") && log.contains("keep"),
-        "log does not name the volume left behind:\n{log}"
+        log.contains("left on the host because volumes are still in use")
+            && log.contains("/keep:")
+            && log.contains("/blkkeep:"),
+        "log does not name the volumes left behind:\n{log}"
     );
     let (mounts, loops) = host_state(&dir).await;
-    assert_eq!(
-        mounts.len(),
-        1,
-        "one pool mount (the one holding the volume) expected: {mounts:?}"
+    assert!(
+        !mounts.is_empty() && mounts.iter().all(|m| m.contains("/pools/")),
+        "only pool mounts expected under the data dir: {mounts:?}"
     );
     let files: Vec<&str> = loops.iter().map(|(_, f)| f.as_str()).collect();
-    assert_eq!(loops.len(), 2, "volume + its demo disk expected: {loops:?}");
+    for want in ["/volumes/keep.img", "/volumes/blkkeep.img"] {
+        assert!(files.iter().any(|f| f.ends_with(want)), "{want}: {files:?}");
+    }
     assert!(
-        files.iter().any(|f| f.ends_with("/volumes/keep.img"))
-            && files.iter().any(|f| f.contains("/disks/disk-")),
-        "{files:?}"
+        files.iter().all(|f| f.ends_with("/volumes/keep.img")
+            || f.ends_with("/volumes/blkkeep.img")
+            || f.contains("/disks/disk-")),
+        "unexpected loop devices: {files:?}"
     );
     assert_eq!(
         std::fs::read(mnt.join("data")).unwrap(),
         data,
         "the user's mount still works"
     );
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&blk).unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        let mut back = vec![0u8; 65536];
+        f.read_exact(&mut back).unwrap();
+        assert!(back == data[..65536], "the user's block volume still works");
+    }
 
-    // 4. the user unmounts; a start + stop then releases the rest
-    let (code, _, err) = {
-        // the server is down: unmount by hand, as a user would after stopping it
-        let r = TokioRunner::new().run(&Cmd::new("umount").arg(&m)).await;
-        (
-            i32::from(r.is_err()),
-            String::new(),
-            format!("{:?}", r.err()),
-        )
-    };
-    assert_eq!(code, 0, "umount: {err}");
+    eprintln!("step 4: restart after the user unmounted");
+    // 4. the user unmounts by hand (the server is down); a start + stop then releases the
+    // rest
+    for target in [&m, &b] {
+        TokioRunner::new()
+            .run(&Cmd::new("umount").arg(target.as_str()))
+            .await
+            .unwrap_or_else(|e| panic!("umount {target}: {e}"));
+    }
     let server = start_demo(&dir);
     pool_ready(&dir).await;
     volume_ready(&dir, "keep").await;
-    let (code, _, err) = ctl(&dir, &["volume", "delete", "keep"]).await;
-    assert_eq!(code, 0, "delete: {err}");
+    volume_ready(&dir, "blkkeep").await;
+    for v in ["keep", "blkkeep"] {
+        let (code, _, err) = ctl(&dir, &["volume", "delete", v]).await;
+        assert_eq!(code, 0, "delete {v}: {err}");
+    }
     wait_for(
         &dir,
         &["volume", "list", "-o", "json"],

@@ -94,6 +94,36 @@ async fn snapshot_and_restore(dir: &Path, volume: &str, snap: &str, copy: &str) 
     .await;
     ok(dir, &["snapshot", "restore", snap, "--to", copy]).await;
     volume_ready(dir, copy).await;
+    // the new volume is Ready before its data is copied: wait for the restore itself
+    wait_json(
+        dir,
+        &[
+            "get",
+            "localvolumesnapshotrestore",
+            &format!("snaprestore-{copy}"),
+            "-o",
+            "json",
+        ],
+        &format!("restore into {copy} Completed"),
+        |v| v["status"]["state"] == "Completed",
+    )
+    .await;
+}
+
+/// Prints the server's log when the test fails (the guest's /tmp is gone afterwards).
+struct LogOnPanic(PathBuf);
+
+impl Drop for LogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.0.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- server log (last 80 lines):");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
 
 async fn delete_all(dir: &Path, snap: &str, volumes: &[&str]) {
@@ -163,6 +193,7 @@ async fn lvm_standalone_end_to_end_on_real_disks() {
     let d2 = guest.disk(DiskKind::Virtio2).dev.clone();
     let dir = PathBuf::from("/tmp/hs-lvm");
     std::fs::create_dir_all(&dir).unwrap();
+    let _log = LogOnPanic(dir.clone());
     let server = Server::start(
         &dir,
         &[
@@ -182,6 +213,15 @@ async fn lvm_standalone_end_to_end_on_real_disks() {
     )
     .await;
     eprintln!("pool ready after {:?}", started.elapsed());
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    for l in log.lines().filter(|l| {
+        l.contains("ready")
+            || l.contains("claimed")
+            || l.contains("pool created")
+            || l.contains("volume engine")
+    }) {
+        eprintln!("  {l}");
+    }
     let sf: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("server.json")).unwrap()).unwrap();
     let sock = sf["csi"]["lvm.hwameistor.io"].as_str().unwrap().to_string();
@@ -211,6 +251,7 @@ async fn lvm_standalone_end_to_end_on_real_disks() {
         f.write_all(&data).unwrap();
         f.sync_all().unwrap();
     }
+    eprintln!("fsv published and written after {:?}", started.elapsed());
     let before = fs_size(&mnt);
     expand_to(&dir, "fsv", 400 * MI).await;
     let cap = node_expand(&mut c, "fsv", &mnt, 400 * MI).await;
@@ -218,7 +259,9 @@ async fn lvm_standalone_end_to_end_on_real_disks() {
     eprintln!("fsv: filesystem {before} -> {after} bytes (NodeExpand said {cap})");
     assert!(after > before + 80 * MI, "online grow: {before} -> {after}");
     assert_eq!(std::fs::read(mnt.join("data")).unwrap(), data);
+    eprintln!("fsv expanded after {:?}", started.elapsed());
     snapshot_and_restore(&dir, "fsv", "fsv-snap", "fsv-copy").await;
+    eprintln!("fsv snapshot restored after {:?}", started.elapsed());
     let copy = dir.join("mnt-copy");
     std::fs::create_dir_all(&copy).unwrap();
     c.mount("fsv-copy", &copy, xfs(), false)

@@ -48,7 +48,13 @@ impl Server {
             dir: dir.to_path_buf(),
             url: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // the tier-2 guest (qemu TCG) starts everything about ten times slower
+        let startup = if std::env::var("VM_GUEST").as_deref() == Ok("1") {
+            120
+        } else {
+            30
+        };
+        let deadline = Instant::now() + Duration::from_secs(startup);
         loop {
             let info = std::fs::read_to_string(dir.join("server.json"))
                 .ok()
@@ -82,7 +88,12 @@ impl Server {
     pub fn stop(mut self, sig: Signal) -> ExitStatus {
         let mut child = self.child.take().unwrap();
         kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let grace = if std::env::var("VM_GUEST").as_deref() == Ok("1") {
+            120
+        } else {
+            30
+        };
+        let deadline = Instant::now() + Duration::from_secs(grace);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
@@ -91,7 +102,7 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "server did not stop within 30 s of {sig}; log:\n{}",
+                    "server did not stop within {grace} s of {sig}; log:\n{}",
                     self.log()
                 );
             }
