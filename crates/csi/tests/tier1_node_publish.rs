@@ -95,6 +95,40 @@ fn publish(vol: &str, dev: &str, target: &str, cap: VolumeCapability) -> NodePub
     }
 }
 
+async fn unpublish(h: &mut Harness, vol: &str, target: &str) {
+    h.node
+        .node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: vol.into(),
+            target_path: target.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn stats(h: &mut Harness, vol: &str, path: &str) -> NodeGetVolumeStatsResponse {
+    h.node
+        .node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: vol.into(),
+            volume_path: path.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn expand(h: &mut Harness, vol: &str, path: &str) -> NodeExpandVolumeResponse {
+    h.node
+        .node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: vol.into(),
+            volume_path: path.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn ext4_publish_write_stats_grow_unpublish_republish() {
@@ -136,16 +170,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
     assert_eq!(is_mounted(&t1).as_deref(), Some("ext4"));
     std::fs::write(Path::new(&t1).join("hello.txt"), b"hwameistor").unwrap();
 
-    let st = h
-        .node
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: "t1vol".into(),
-            volume_path: t1.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let st = stats(&mut h, "t1vol", &t1).await;
     let bytes = st
         .usage
         .iter()
@@ -168,16 +193,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
     // some containers drop; xfs growth is covered unconditionally in `block_and_xfs_publish`.
     if has_cap(CAP_SYS_RESOURCE) {
         lo.grow(512 * MIB).await.unwrap();
-        let grown = h
-            .node
-            .node_expand_volume(NodeExpandVolumeRequest {
-                volume_id: "t1vol".into(),
-                volume_path: t1.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let grown = expand(&mut h, "t1vol", &t1).await;
         assert!(
             grown.capacity_bytes > before + 200 * MIB as i64,
             "{} vs {before}",
@@ -187,22 +203,10 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
         eprintln!("CAP_SYS_RESOURCE missing: ext4 online grow not exercised here (xfs grow is)");
     }
 
-    h.node
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: "t1vol".into(),
-            target_path: t1.clone(),
-        })
-        .await
-        .unwrap();
+    unpublish(&mut h, "t1vol", &t1).await;
     assert_eq!(is_mounted(&t1), None);
     assert!(!Path::new(&t1).exists(), "target removed");
-    h.node
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: "t1vol".into(),
-            target_path: t1.clone(),
-        })
-        .await
-        .unwrap();
+    unpublish(&mut h, "t1vol", &t1).await;
 
     // Republish elsewhere: the data is still there (no reformat).
     h.node
@@ -213,13 +217,7 @@ async fn ext4_publish_write_stats_grow_unpublish_republish() {
         std::fs::read_to_string(Path::new(&t2).join("hello.txt")).unwrap(),
         "hwameistor"
     );
-    h.node
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: "t1vol".into(),
-            target_path: t2.clone(),
-        })
-        .await
-        .unwrap();
+    unpublish(&mut h, "t1vol", &t2).await;
     assert_eq!(is_mounted(&t2), None);
 
     // A device with ext4 on it is never reformatted as xfs.
@@ -266,24 +264,9 @@ async fn block_and_xfs_publish() {
         d.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"raw block data");
     }
-    let st = h
-        .node
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: "t2vol".into(),
-            volume_path: tb.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let st = stats(&mut h, "t2vol", &tb).await;
     assert_eq!(st.usage[0].total, 64 * MIB as i64);
-    h.node
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: "t2vol".into(),
-            target_path: tb.clone(),
-        })
-        .await
-        .unwrap();
+    unpublish(&mut h, "t2vol", &tb).await;
     assert!(is_mounted(&tb).is_none() && !Path::new(&tb).exists());
 
     h.node
@@ -292,29 +275,9 @@ async fn block_and_xfs_publish() {
         .unwrap();
     assert_eq!(is_mounted(&tx).as_deref(), Some("xfs"));
     std::fs::write(Path::new(&tx).join("f"), vec![7u8; 1 << 20]).unwrap();
-    let before = h
-        .node
-        .node_get_volume_stats(NodeGetVolumeStatsRequest {
-            volume_id: "t3vol".into(),
-            volume_path: tx.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .usage[0]
-        .total;
+    let before = stats(&mut h, "t3vol", &tx).await.usage[0].total;
     xfs.grow(640 * MIB).await.unwrap();
-    let grown = h
-        .node
-        .node_expand_volume(NodeExpandVolumeRequest {
-            volume_id: "t3vol".into(),
-            volume_path: tx.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let grown = expand(&mut h, "t3vol", &tx).await;
     assert!(
         grown.capacity_bytes > before + 250 * MIB as i64,
         "{} vs {before}",
@@ -324,13 +287,7 @@ async fn block_and_xfs_publish() {
         std::fs::read(Path::new(&tx).join("f")).unwrap().len(),
         1 << 20
     );
-    h.node
-        .node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: "t3vol".into(),
-            target_path: tx.clone(),
-        })
-        .await
-        .unwrap();
+    unpublish(&mut h, "t3vol", &tx).await;
     assert!(is_mounted(&tx).is_none());
     h.stop().await;
 }
