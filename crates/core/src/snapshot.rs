@@ -312,26 +312,63 @@ pub fn replica_snapshot_step(v: &ReplicaSnapshotNodeView) -> ReplicaSnapshotStep
     }
 }
 
-/// What a file-engine node says when a snapshot asks for a COW size (`snapsize`): the file
-/// engine takes reflink copies, which share the volume's blocks and reserve nothing, so the
-/// size cannot be honoured. `None` when the size is just the default (the volume's required
-/// or allocated size) or the engine is lvm.
+/// What kind of snapshot a node takes, for [`snapsize_note`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// lvm COW snapshot of a thick LV: `snapsize` is its change space, honoured.
+    Cow,
+    /// lvm thin snapshot of a thin volume: shares the origin's blocks in the thin pool and
+    /// has no change space of its own.
+    Thin,
+    /// file-engine reflink copy: shares the volume's blocks, reserves nothing.
+    Reflink,
+}
+
+/// What a node says when a snapshot asks for a COW size (`snapsize`) its kind of snapshot
+/// cannot honour (reflink copies and thin snapshots reserve no space), so the size is
+/// reported instead of silently dropped. `None` when the size is just the default (the
+/// volume's required or allocated size) or the snapshot is a COW snapshot, whose change space
+/// is exactly `snapsize`.
+pub fn snapsize_note(
+    kind: SnapshotKind,
+    requested_bytes: u64,
+    volume_required_bytes: u64,
+    volume_allocated_bytes: u64,
+) -> Option<String> {
+    if requested_bytes == volume_required_bytes || requested_bytes == volume_allocated_bytes {
+        return None;
+    }
+    let why = match kind {
+        SnapshotKind::Cow => return None,
+        SnapshotKind::Reflink => "file-engine snapshots are reflink copies with no reserved space",
+        SnapshotKind::Thin => {
+            "thin snapshots share the volume's blocks in the thin pool and have no change space \
+             of their own"
+        }
+    };
+    Some(format!(
+        "snapsize ignored ({requested_bytes} bytes requested): {why}"
+    ))
+}
+
+/// [`snapsize_note`] for a file-engine node (`file_engine`) or a thick lvm one.
 pub fn file_snapsize_note(
     file_engine: bool,
     requested_bytes: u64,
     volume_required_bytes: u64,
     volume_allocated_bytes: u64,
 ) -> Option<String> {
-    if !file_engine
-        || requested_bytes == volume_required_bytes
-        || requested_bytes == volume_allocated_bytes
-    {
-        return None;
-    }
-    Some(format!(
-        "snapsize ignored ({requested_bytes} bytes requested): file-engine snapshots are \
-         reflink copies with no reserved space"
-    ))
+    let kind = if file_engine {
+        SnapshotKind::Reflink
+    } else {
+        SnapshotKind::Cow
+    };
+    snapsize_note(
+        kind,
+        requested_bytes,
+        volume_required_bytes,
+        volume_allocated_bytes,
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -438,6 +475,9 @@ pub struct RestoreSnapshotView {
     pub source_volume: String,
     /// Required size of the snapshot's source volume (a restore target must be as large).
     pub source_bytes: u64,
+    /// A thin snapshot (of a thin volume). It is restored like a COW snapshot, by a copy into
+    /// the target volume, which is thin or thick as its own parameters say, and rolled back
+    /// by a merge that LVM completes at once while the origin is not open.
     pub thin: bool,
     pub delete: bool,
     pub replicas: Vec<RestoreSourceReplica>,
@@ -568,12 +608,6 @@ pub fn restore_step(v: &RestoreView) -> RestoreStep {
             if v.target_name == snap.source_volume {
                 return fail(
                     "the target is the snapshot's own source volume; use restoreType rollback"
-                        .into(),
-                );
-            }
-            if snap.thin {
-                return fail(
-                    "a thin snapshot is cloned with a thin volume (thinOrigin), not restored"
                         .into(),
                 );
             }

@@ -8,7 +8,7 @@
 //! | ControllerPublish | `status.publishedNode` | — (returns the replica's device) |
 //! | ControllerExpand | bigger required capacity | allocated ≥ required |
 //! | CreateSnapshot / DeleteSnapshot | snapshot object / its `spec.delete` | ready / gone |
-//! | GetCapacity | — (reads node pools) | — |
+//! | GetCapacity | — (reads node pools; `thin: "true"`: the thin pools' provisionable bytes) | — |
 //!
 //! Placement: with WaitForFirstConsumer the CO names the chosen node as the first
 //! `preferred` (and usually only `requisite`) topology; we place the primary replica there.
@@ -986,10 +986,12 @@ impl ControllerService {
         for cap in &req.volume_capabilities {
             check_capability(cap, "volume_capabilities")?;
         }
-        let classes: Vec<_> = if req.parameters.is_empty() {
-            hwameistor_core::types::PoolClass::ALL.to_vec()
+        let (classes, thin): (Vec<_>, bool) = if req.parameters.is_empty() {
+            (hwameistor_core::types::PoolClass::ALL.to_vec(), false)
         } else {
-            vec![self.parse_params(&req.parameters)?.pool_class()]
+            let params = self.parse_params(&req.parameters)?;
+            let thin = matches!(&params, VolumeParams::Lvm(p) if p.thin);
+            (vec![params.pool_class()], thin)
         };
         let node = match &req.accessible_topology {
             None => None,
@@ -1017,8 +1019,16 @@ impl ControllerService {
                 .iter()
                 .filter(|p| classes.contains(&p.class) && p.free_volume_count > 0)
             {
-                available = available.saturating_add(p.free_bytes);
-                maximum = maximum.max(p.max_volume_bytes);
+                // Thin volumes come from the thin pool: what it may still provision under
+                // its ratio (size × ratio − provisioned); a pool without one offers nothing.
+                let (free, max) = if thin {
+                    let f = p.thin_free_bytes.unwrap_or(0);
+                    (f, f)
+                } else {
+                    (p.free_bytes, p.max_volume_bytes)
+                };
+                available = available.saturating_add(free);
+                maximum = maximum.max(max);
             }
         }
         Ok(GetCapacityResponse {

@@ -134,3 +134,56 @@ async fn thin_parameter_reaches_the_volume_and_needs_a_thin_pool() {
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     h.stop().await;
 }
+
+fn capacity(node: Option<&str>, thin: Option<&str>) -> GetCapacityRequest {
+    let mut params: HashMap<String, String> = HashMap::from([("poolClass".into(), "HDD".into())]);
+    if let Some(t) = thin {
+        params.insert("thin".into(), t.into());
+    }
+    GetCapacityRequest {
+        volume_capabilities: vec![],
+        parameters: params,
+        accessible_topology: node.map(|n| Topology {
+            segments: HashMap::from([(Driver::Lvm.topology_key().to_string(), n.to_string())]),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn get_capacity_reports_thin_provisionable_bytes_per_node() {
+    let backend = MemBackend::with_nodes(&[
+        ("thin-node", PoolClass::HDD, 10 * GIB),
+        ("thick-node", PoolClass::HDD, 20 * GIB),
+    ]);
+    // thin-node: a thin pool that may still provision 35 GiB (size × ratio − provisioned).
+    set_thin_free(&backend, "thin-node", Some(35 * GIB));
+    let mut h = Harness::start(Driver::Lvm, backend.clone()).await;
+    let get = |r: GetCapacityResponse| (r.available_capacity, r.maximum_volume_size);
+    let mut ask = async |node, thin| {
+        get(h
+            .controller
+            .get_capacity(capacity(node, thin))
+            .await
+            .unwrap()
+            .into_inner())
+    };
+    let g = GIB as i64;
+    // Thin: the thin pool's provisionable bytes, not the VG's free space; a node without a
+    // thin pool offers nothing.
+    assert_eq!(
+        ask(Some("thin-node"), Some("true")).await,
+        (35 * g, Some(35 * g))
+    );
+    assert_eq!(ask(Some("thick-node"), Some("true")).await, (0, Some(0)));
+    assert_eq!(ask(None, Some("true")).await, (35 * g, Some(35 * g)));
+    // Thick (thin "false" or absent): the VG's free space as before.
+    assert_eq!(
+        ask(Some("thin-node"), Some("false")).await,
+        (10 * g, Some(10 * g))
+    );
+    assert_eq!(ask(Some("thin-node"), None).await, (10 * g, Some(10 * g)));
+    assert_eq!(ask(None, None).await, (30 * g, Some(20 * g)));
+    // The thin pool fills up: GetCapacity follows.
+    set_thin_free(&backend, "thin-node", Some(0));
+    assert_eq!(ask(Some("thin-node"), Some("true")).await, (0, Some(0)));
+}

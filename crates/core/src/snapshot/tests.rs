@@ -637,3 +637,79 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn thin_snapshots_restore_into_a_new_volume_and_roll_back() {
+    use OperationState as S;
+    let mut snap = snap_view();
+    snap.thin = true;
+    // Restore (and clone, a restore from a temporary snapshot) into a new volume: planned
+    // like a COW snapshot's, onto the target's pool (thin or thick as the target says).
+    let v = RestoreView {
+        state: S::Submitted,
+        restore_type: RestoreType::Create,
+        target_name: "new".into(),
+        snapshot: Some(snap.clone()),
+        target: Some(target(100, "")),
+        ..Default::default()
+    };
+    match restore_step(&v) {
+        RestoreStep::CreateReplicaRestores(plans) => {
+            assert_eq!(plans.len(), 1);
+            assert_eq!(plans[0].target_volume, "new");
+            assert_eq!(plans[0].replica_snapshot, "s-a");
+            assert_eq!(plans[0].target_pool, "LocalStorage_PoolHDD");
+        }
+        s => panic!("{s:?}"),
+    }
+    // A thin target smaller than the source is still refused.
+    let mut small = v.clone();
+    small.target = Some(target(50, ""));
+    assert!(matches!(
+        restore_step(&small),
+        RestoreStep::SetState {
+            state: S::Failed,
+            ..
+        }
+    ));
+    // Rollback of the thin volume from its thin snapshot.
+    let mut r = RestoreView {
+        state: S::Submitted,
+        restore_type: RestoreType::Rollback,
+        target_name: "src".into(),
+        snapshot: Some(snap),
+        target: Some(target(100, "")),
+        ..Default::default()
+    };
+    assert!(matches!(
+        restore_step(&r),
+        RestoreStep::CreateReplicaRestores(_)
+    ));
+    r.target = Some(target(100, "a"));
+    match restore_step(&r) {
+        RestoreStep::SetState {
+            state: S::Failed,
+            message,
+        } => assert!(message.contains("published"), "{message}"),
+        s => panic!("{s:?}"),
+    }
+}
+
+#[test]
+fn thin_snapshot_snapsize_is_noted_like_the_file_engines() {
+    const G: u64 = 1 << 30;
+    assert_eq!(snapsize_note(SnapshotKind::Thin, G, G, G), None);
+    assert_eq!(snapsize_note(SnapshotKind::Thin, G, 2 * G, G), None);
+    let note = snapsize_note(SnapshotKind::Thin, 4 << 20, G, G).unwrap();
+    assert!(
+        note.starts_with("snapsize ignored (4194304 bytes"),
+        "{note}"
+    );
+    assert!(note.contains("thin"), "{note}");
+    // COW honours any size; the file wrapper is the reflink note.
+    assert_eq!(snapsize_note(SnapshotKind::Cow, 4 << 20, G, G), None);
+    assert_eq!(
+        file_snapsize_note(true, 4 << 20, G, G),
+        snapsize_note(SnapshotKind::Reflink, 4 << 20, G, G)
+    );
+}
