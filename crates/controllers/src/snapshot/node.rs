@@ -8,8 +8,8 @@ use hwameistor_api::{
     LocalVolume, LocalVolumeReplicaSnapshot, LocalVolumeReplicaSnapshotRestore, LocalVolumeSnapshot,
 };
 use hwameistor_core::snapshot::{
-    HostSnapshot, ReplicaSnapshotNodeView, ReplicaSnapshotStep, file_snapsize_note,
-    replica_snapshot_step,
+    HostSnapshot, ReplicaSnapshotNodeView, ReplicaSnapshotStep, SnapshotKind,
+    replica_snapshot_step, snapsize_note,
 };
 use hwameistor_core::types::{OperationState, RestoreType, VolumeState};
 use hwameistor_engine::lvm::merge::{MergeProgress, merge_progress};
@@ -188,15 +188,22 @@ pub async fn reconcile_replica_snapshot(
             .await
             .map_err(engine_err("stat", &pool, &volume))?
             .is_some();
-        let note = if ctx.engine.kind() == EngineKind::File {
-            let lv = ctx.store.all::<LocalVolume>().get_opt(&volume).await.ctx(
-                "get",
-                "LocalVolume",
-                &volume,
-            )?;
-            lv.and_then(|lv| {
-                file_snapsize_note(
-                    true,
+        // Reflink copies and thin snapshots reserve nothing: a `snapsize` they cannot honour
+        // is reported (condition Snapsize=False and the reason), never silently dropped.
+        let lv = ctx.store.all::<LocalVolume>().get_opt(&volume).await.ctx(
+            "get",
+            "LocalVolume",
+            &volume,
+        )?;
+        let note = lv
+            .and_then(|lv| {
+                let kind = match ctx.engine.kind() {
+                    EngineKind::File => SnapshotKind::Reflink,
+                    EngineKind::Lvm if lv.spec.thin => SnapshotKind::Thin,
+                    EngineKind::Lvm => SnapshotKind::Cow,
+                };
+                snapsize_note(
+                    kind,
                     r.spec.required_capacity_bytes.max(0) as u64,
                     lv.spec.required_capacity_bytes.max(0) as u64,
                     lv.status
@@ -204,10 +211,7 @@ pub async fn reconcile_replica_snapshot(
                         .unwrap_or(0),
                 )
             })
-            .unwrap_or_default()
-        } else {
-            String::new()
-        };
+            .unwrap_or_default();
         let view = ReplicaSnapshotNodeView {
             state: status.state,
             delete: r.spec.delete || parent.is_none(),
@@ -511,11 +515,19 @@ pub async fn copy_snapshot_into(
         });
     }
     let (src, scratch, sparse) = match engine.kind() {
-        EngineKind::Lvm => (
-            std::path::PathBuf::from(format!("/dev/{pool}/{snapshot}")),
-            None,
-            false,
-        ),
+        EngineKind::Lvm => {
+            // A thin snapshot may be inactive (after a reboot or a deactivation of its
+            // origin); a COW snapshot is active with its origin and this is a no-op.
+            engine
+                .activate_volume(pool, snapshot)
+                .await
+                .map_err(engine_err("activate snapshot", pool, snapshot))?;
+            (
+                std::path::PathBuf::from(format!("/dev/{pool}/{snapshot}")),
+                None,
+                false,
+            )
+        }
         EngineKind::File => {
             let scratch = scratch_name(target);
             // A scratch volume left by an interrupted attempt holds the same snapshot.

@@ -147,6 +147,8 @@ fn volume_like(
             replica_number: source.spec.replica_number,
             convertible: source.spec.convertible,
             striped: source.spec.striped,
+            // A clone or restore of a thin volume is thin, in the same thin pool.
+            thin: source.spec.thin,
             accessibility: VolumeAccessibility {
                 nodes,
                 ..source.spec.accessibility.clone()

@@ -774,10 +774,24 @@ impl VolumeEngine for LvmEngine {
                 pool: pool.to_owned(),
                 volume: s.origin.clone(),
             })?;
-        let existed = self.lv(OP, pool, new_volume).await?.is_some();
-        let v = self
-            .create_volume(pool, new_volume, origin.size, &VolumeOptions::default())
-            .await?;
+        // An existing target is used as it is (thin or thick, as its volume asked); a new
+        // one is thick. A thin snapshot is copied like a COW one.
+        let existing = self
+            .lv(OP, pool, new_volume)
+            .await?
+            .filter(|l| l.size >= origin.size && !l.is_snapshot());
+        let existed = existing.is_some();
+        let v = match existing {
+            Some(l) => self.volume_info(&l),
+            None => {
+                self.create_volume(pool, new_volume, origin.size, &VolumeOptions::default())
+                    .await?
+            }
+        };
+        if s.is_thin() {
+            // Thin snapshots may be inactive (activation skip, or the origin deactivated).
+            self.activate_volume(pool, snapshot).await?;
+        }
         if existed {
             // A previous attempt may have crashed mid-copy: copying again is harmless.
             tracing::info!(
