@@ -895,6 +895,47 @@ mod tests {
         assert_eq!(mutations(&fake), [l.lv_remove(VG, THIN_POOL_LV).display()]);
     }
 
+    #[tokio::test]
+    async fn a_thin_snapshot_is_restored_into_an_existing_thin_target() {
+        let (fake, e) = engine();
+        let l = e.commands().clone();
+        respond(&fake, &l.vgs(None), Output::ok(vgs(4 * MI)));
+        let rows = [
+            pool_row(256 * MI, POOL_TAGS_2),
+            thin_row("pvc-a", 32 * MI),
+            // The thin snapshot, inactive.
+            (
+                "snap-a",
+                32 * MI,
+                "Vri---tz--",
+                TAG,
+                "thin",
+                "pvc-a",
+                THIN_POOL_LV,
+                "",
+                "",
+                0,
+            ),
+            // The restore target: a thin volume its LocalVolume asked for.
+            thin_row("pvc-r", 32 * MI),
+        ];
+        respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&rows)));
+        let act = l.lv_change_active(VG, "snap-a", true);
+        respond(&fake, &act, Output::ok(""));
+        fake.respond_prefix(&["dd", &format!("if=/dev/{VG}/snap-a")], Output::ok(""));
+        let v = e.restore_snapshot(VG, "snap-a", "pvc-r").await.unwrap();
+        assert_eq!(v.name, "pvc-r");
+        let m = mutations(&fake);
+        // No lvcreate: the thin target is used as it is; the snapshot is activated, then
+        // copied.
+        assert!(!m.iter().any(|c| c.contains("lvcreate")), "{m:?}");
+        assert_eq!(m[0], act.display(), "{m:?}");
+        assert!(
+            m[1].starts_with(&format!("dd if=/dev/{VG}/snap-a of=/dev/{VG}/pvc-r")),
+            "{m:?}"
+        );
+    }
+
     #[test]
     fn ratio_tags() {
         assert_eq!(ratio_tag(1.0), "hwameistor.io/overprovision=1");
