@@ -96,18 +96,37 @@ impl LvmEngine {
     }
 
     /// `lvremove` one LV; an LV that is already gone counts as removed (idempotent delete).
+    /// Remove one of our LVs; an LV already gone is success.
+    ///
+    /// udev's blkid probe opens a device for a moment after every close (the
+    /// `change` event of the last writer), so a removal right after IO can meet
+    /// "open logical volume" / "in use" for a few hundred milliseconds. Those
+    /// are retried briefly; a volume that stays open (mounted, a mapping on top)
+    /// still fails with lvm's message.
     async fn remove_lv(&self, op: &'static str, pool: &str, lv: &str) -> Result<()> {
-        match self
-            .run(op, Context::volume(pool, lv), self.lvm.lv_remove(pool, lv))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(Error::Command { source, .. })
-                if stderr_has(&source, "failed to find logical volume") =>
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 1;
+        loop {
+            match self
+                .run(op, Context::volume(pool, lv), self.lvm.lv_remove(pool, lv))
+                .await
             {
-                Ok(())
+                Ok(_) => return Ok(()),
+                Err(Error::Command { source, .. })
+                    if stderr_has(&source, "failed to find logical volume") =>
+                {
+                    return Ok(());
+                }
+                Err(Error::Command { source, .. })
+                    if attempt < ATTEMPTS
+                        && (stderr_has(&source, "open logical volume")
+                            || stderr_has(&source, " in use")) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -473,9 +492,21 @@ impl VolumeEngine for LvmEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         let _g = self.lock.lock().await;
-        let Some(l) = self.lv(OP, pool, volume).await? else {
+        let Some(mut l) = self.lv(OP, pool, volume).await? else {
             return Ok(());
         };
+        // udev's probe after the last writer's close holds the device open for a
+        // moment: look again briefly before calling the volume busy.
+        for _ in 0..4 {
+            if !l.open() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let Some(again) = self.lv(OP, pool, volume).await? else {
+                return Ok(());
+            };
+            l = again;
+        }
         if l.open() {
             return Err(Error::Conflict {
                 op: OP,

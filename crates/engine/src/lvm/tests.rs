@@ -511,6 +511,43 @@ async fn lvremove_failed_to_find_is_success() {
 }
 
 #[tokio::test]
+async fn lvremove_retries_a_transient_open_and_gives_up_on_a_lasting_one() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(
+        &fake,
+        &l,
+        100 * MI,
+        &[
+            ("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", ""),
+            ("pvc-2", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(2)", ""),
+        ],
+    );
+    let busy = || Output::failed(5, "  Logical volume LocalStorage_PoolHDD/pvc-1 in use.\n");
+    // udev's probe holds pvc-1 open for two attempts, then lets go.
+    respond_once(&fake, &l.lv_remove(VG, "pvc-1"), busy());
+    respond_once(&fake, &l.lv_remove(VG, "pvc-1"), busy());
+    respond(&fake, &l.lv_remove(VG, "pvc-1"), Output::ok(""));
+    e.delete_volume(VG, "pvc-1").await.unwrap();
+    // pvc-2 stays in use: the error carries lvm's message after a bounded number of tries.
+    respond(
+        &fake,
+        &l.lv_remove(VG, "pvc-2"),
+        Output::failed(5, "  Logical volume LocalStorage_PoolHDD/pvc-2 in use.\n"),
+    );
+    let err = e.delete_volume(VG, "pvc-2").await.unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    let removes = |lv: &str| {
+        mutations(&fake)
+            .iter()
+            .filter(|m| m.ends_with(&format!("/{lv}")))
+            .count()
+    };
+    assert_eq!(removes("pvc-1"), 3);
+    assert_eq!(removes("pvc-2"), 6);
+}
+
+#[tokio::test]
 async fn extend_rules() {
     let (fake, e) = engine();
     let l = e.commands().clone();
