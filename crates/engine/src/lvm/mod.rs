@@ -96,7 +96,6 @@ impl LvmEngine {
     }
 
     /// `lvremove` one LV; an LV that is already gone counts as removed (idempotent delete).
-    /// Remove one of our LVs; an LV already gone is success.
     ///
     /// udev's blkid probe opens a device for a moment after every close (the
     /// `change` event of the last writer), so a removal right after IO can meet
