@@ -97,11 +97,15 @@ async fn placement_failure_is_in_the_volume_status() {
     let c = condition(&v, "Scheduled").expect("Scheduled condition");
     assert_eq!(c.status, "False");
     assert_eq!(c.reason, "Unschedulable");
-    let ev = store
-        .namespaced::<KubeEvent>("default")
-        .get("too-big.unschedulable")
-        .await
-        .expect("event");
+    // The Event is recorded after the status write: wait for it as well.
+    let ev = wait_for(30, "Unschedulable event", || async {
+        store
+            .namespaced::<KubeEvent>("default")
+            .get("too-big.unschedulable")
+            .await
+            .ok()
+    })
+    .await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
 
     // Shrinking the request (the admin's fix) places it and clears the message.
