@@ -358,6 +358,15 @@ pub async fn reconcile_replica(obj: Arc<LocalVolumeReplica>, ctx: Arc<NodeCtx>) 
                     .ctx("patch status", "LocalVolumeReplica", &name)?;
             }
             ReplicaStep::RemoveDevice => {
+                // A CSI node plugin that crashed between publish and unpublish can
+                // leave the volume's dm-crypt mapping open; it holds the device open
+                // and the removal below would fail for ever. Close it first. A
+                // missing mapping costs nothing, and cryptsetup refuses to close a
+                // mapping that is still mounted, so nothing in use is pulled away.
+                hwameistor_engine::luks::Luks::new(ctx.runner.clone())
+                    .close(&hwameistor_engine::luks::mapping_name(&volume))
+                    .await
+                    .map_err(engine_err("close the encryption mapping"))?;
                 ctx.engine
                     .delete_volume(&pool, &volume)
                     .await
