@@ -7,7 +7,8 @@
 #
 #   bash tests/vm/run-tier2.sh [libtest args...]   e.g. a test-name filter
 #
-# Environment: TIER2_ONLY=<regex> selects target names; TIER2_PACKAGES="a b"
+# Environment: TIER2_ONLY=<regex> selects target names; TIER2_JOBS=N single-guest
+# binaries at once (default: the host's cores); TIER2_PACKAGES="a b"
 # builds only those packages instead of the workspace; VM_TIMEOUT etc. as in
 # cargo-runner.sh. Logs: tests/vm/run/tier2-<time>/<target>.log.
 set -uo pipefail
@@ -68,17 +69,30 @@ PASS=0
 FAIL=0
 NTESTS=0
 SUMMARY=()
-for entry in "${BINS[@]}"; do
-  IFS=$'\t' read -r name exe pkg <<< "$entry"
-  mode=single
-  case $name in *_pair) mode=pair ;; *_reboot) mode=reboot ;; esac
-  echo "=== tier 2: $name ($mode, $(basename "$pkg"))"
-  TS=$(date +%s.%N)
+# Single-guest and reboot binaries run TIER2_JOBS at a time (each guest is one
+# TCG vCPU, i.e. one host core); the two-guest pairs run afterwards, one at a
+# time. Each binary's log is printed whole when it ends.
+JOBS=${TIER2_JOBS:-$(nproc)}
+[ "$JOBS" -ge 1 ] 2> /dev/null || JOBS=1
+
+run_one() { # name exe pkg [libtest args...]
+  local name=$1 exe=$2 pkg=$3
+  shift 3
+  date +%s.%N > "$LOGDIR/$name.start"
   # cargo runs test binaries from their package directory; so do we.
-  (cd "$pkg" && "$VM_DIR/cargo-runner.sh" "$exe" --ignored --test-threads=1 "$@") 2>&1 |
-    tee "$LOGDIR/$name.log"
-  rc=${PIPESTATUS[0]}
-  el=$(since "$TS")
+  (cd "$pkg" && "$VM_DIR/cargo-runner.sh" "$exe" --ignored --test-threads=1 "$@") \
+    > "$LOGDIR/$name.log" 2>&1
+  echo $? > "$LOGDIR/$name.rc"
+  date +%s.%N > "$LOGDIR/$name.end"
+}
+
+report() { # name mode pkg
+  local name=$1 mode=$2 pkg=$3 rc el n timing
+  echo "=== tier 2: $name ($mode, $(basename "$pkg"))"
+  cat "$LOGDIR/$name.log"
+  rc=$(cat "$LOGDIR/$name.rc" 2> /dev/null || echo 125)
+  el=$(awk -v a="$(cat "$LOGDIR/$name.start")" -v b="$(cat "$LOGDIR/$name.end")" \
+    'BEGIN{printf "%.1f", b-a}')
   # tests passed per guest (a pair reports twice; count guest a / the single guest)
   n=$(grep -E '^(\[a\] )?test result: ' "$LOGDIR/$name.log" | head -1 |
     sed -n 's/.* \([0-9]*\) passed.*/\1/p')
@@ -92,6 +106,36 @@ for entry in "${BINS[@]}"; do
     FAIL=$((FAIL + 1))
     SUMMARY+=("$(printf 'FAIL %-28s %6ss  rc=%s  %s' "$name" "$el" "$rc" "$timing")")
   fi
+}
+
+SINGLES=()
+PAIRS=()
+for entry in "${BINS[@]}"; do
+  case ${entry%%$'\t'*} in
+    *_pair) PAIRS+=("$entry") ;;
+    *) SINGLES+=("$entry") ;;
+  esac
+done
+
+echo "=== tier 2: ${#SINGLES[@]} single-guest binaries, $JOBS at a time"
+for entry in "${SINGLES[@]}"; do
+  IFS=$'\t' read -r name exe pkg <<< "$entry"
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  echo "--- tier 2: start $name ($(date +%T))"
+  run_one "$name" "$exe" "$pkg" "$@" &
+done
+wait
+for entry in "${SINGLES[@]}"; do
+  IFS=$'\t' read -r name exe pkg <<< "$entry"
+  mode=single
+  case $name in *_reboot) mode=reboot ;; esac
+  report "$name" "$mode" "$pkg"
+done
+for entry in "${PAIRS[@]}"; do
+  IFS=$'\t' read -r name exe pkg <<< "$entry"
+  echo "--- tier 2: start $name ($(date +%T))"
+  run_one "$name" "$exe" "$pkg" "$@"
+  report "$name" pair "$pkg"
 done
 
 echo "=== tier 2: summary (logs in $LOGDIR)"
