@@ -177,16 +177,19 @@ async fn csi_end_to_end_on_the_file_engine() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(v.capacity_bytes, 320 * MI as i64);
-    let after = cc
-        .get_capacity(capacity_req())
-        .await
-        .unwrap()
-        .into_inner()
-        .available_capacity;
-    assert!(
-        after <= free - 320 * MI as i64,
-        "capacity reflects the allocation: {free} -> {after}"
-    );
+    // The node's pool report follows a burst of changes within about a second
+    // (it coalesces them), and GetCapacity is eventually consistent like the
+    // CSIStorageCapacity objects built from it: wait for it to show the volume.
+    let after = wait_for(10, "capacity reflecting the allocation", || {
+        let mut cc = cc.clone();
+        let req = capacity_req();
+        async move {
+            let a = cc.get_capacity(req).await.ok()?.into_inner().available_capacity;
+            (a <= free - 320 * MI as i64).then_some(a)
+        }
+    })
+    .await;
+    assert!(after > 0, "capacity left after the allocation: {free} -> {after}");
 
     // Publish, mount, write.
     let ctx = c
