@@ -151,7 +151,7 @@ async fn csi_end_to_end_on_the_file_engine() {
         }),
         ..Default::default()
     };
-    let mut cc = c.controller.clone();
+    let cc = c.controller.clone();
     let free = wait_for(60, "pool capacity", || {
         let mut cc = cc.clone();
         let req = capacity_req();
@@ -184,12 +184,20 @@ async fn csi_end_to_end_on_the_file_engine() {
         let mut cc = cc.clone();
         let req = capacity_req();
         async move {
-            let a = cc.get_capacity(req).await.ok()?.into_inner().available_capacity;
+            let a = cc
+                .get_capacity(req)
+                .await
+                .ok()?
+                .into_inner()
+                .available_capacity;
             (a <= free - 320 * MI as i64).then_some(a)
         }
     })
     .await;
-    assert!(after > 0, "capacity left after the allocation: {free} -> {after}");
+    assert!(
+        after > 0,
+        "capacity left after the allocation: {free} -> {after}"
+    );
 
     // Publish, mount, write.
     let ctx = c
