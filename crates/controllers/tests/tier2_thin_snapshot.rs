@@ -30,6 +30,14 @@ use hwameistor_vmtests::{DiskKind, Guest};
 use tokio_util::sync::CancellationToken;
 use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for};
 
+/// Timings on stderr, bypassing libtest's capture so the guest log shows them.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 const MI: u64 = 1 << 20;
 
 const DIR: &str = "/tmp/hwt-thin-snapshot";
@@ -223,7 +231,7 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
     ));
     let mut acfg = agent_cfg(&node);
     acfg.sync_interval = Duration::from_secs(5);
-    acfg.resync_interval = Duration::from_secs(30);
+    acfg.resync_interval = Duration::from_secs(10);
     tokio::spawn(volume::run_node_agent(
         acfg,
         store.clone(),
@@ -309,12 +317,14 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
     })
     .await;
 
+    say!("thin pool ready after {:?}", t_all.elapsed());
     let mut lv = volume("pvc-thin", 32 * MI);
     lv.spec.thin = true;
     store.all::<LocalVolume>().create(&lv).await?;
     volume_ready(&store, "pvc-thin").await;
     ensure!(segtype("pvc-thin").await? == "thin");
     let src = replica_dev(&store, "pvc-thin").await;
+    say!("thin volume ready after {:?}", t_all.elapsed());
     write_pattern(&src, 0, 4, 1).await?;
     let sum_a = checksum(&src, 32).await?;
 
@@ -346,6 +356,7 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
         "{conds:?}"
     );
     ensure!(segtype("tsnap").await? == "thin", "a thin snapshot");
+    say!("thin snapshot ready after {:?}", t_all.elapsed());
 
     // Write more: the volume changes, the snapshot keeps the old data.
     write_pattern(&src, 2, 8, 9).await?;
@@ -356,7 +367,7 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
     let t0 = Instant::now();
     let r = snapshot::restore_snapshot(&store, "tsnap", "pvc-trestored", None).await?;
     restore_completed(&store, &r).await?;
-    eprintln!("restore of a 32 MiB thin snapshot took {:?}", t0.elapsed());
+    say!("restore of a 32 MiB thin snapshot took {:?}", t0.elapsed());
     ensure!(
         segtype("pvc-trestored").await? == "thin",
         "restored volume is thin"
@@ -368,7 +379,7 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
     let t0 = Instant::now();
     let r = snapshot::clone_volume(&store, "pvc-thin", "pvc-tclone", None).await?;
     restore_completed(&store, &r).await?;
-    eprintln!("clone of a 32 MiB thin volume took {:?}", t0.elapsed());
+    say!("clone of a 32 MiB thin volume took {:?}", t0.elapsed());
     ensure!(segtype("pvc-tclone").await? == "thin", "clone is thin");
     let clone = replica_dev(&store, "pvc-tclone").await;
     ensure!(checksum(&clone, 32).await? == sum_b, "cloned data");
@@ -399,7 +410,7 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
         r.is_none().then_some(())
     })
     .await;
-    eprintln!("thin rollback (merge) took {:?}", t0.elapsed());
+    say!("thin rollback (merge) took {:?}", t0.elapsed());
     wait_for(120, "merged snapshot removed", || async {
         store
             .all::<LocalVolumeSnapshot>()
@@ -422,6 +433,6 @@ async fn thin_snapshot_restore_clone_and_rollback_through_the_reconcilers() -> R
     ]))
     .await?;
     ensure!(!lvs.contains("tsnap"), "snapshot LV merged away: {lvs}");
-    eprintln!("whole thin snapshot test took {:?}", t_all.elapsed());
+    say!("whole thin snapshot test took {:?}", t_all.elapsed());
     Ok(())
 }
