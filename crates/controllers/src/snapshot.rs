@@ -15,8 +15,9 @@
 //!   `snapsize`; file engine: a reflink copy), names it after the LocalVolumeSnapshot, and
 //!   reports `allocatedCapacityBytes`, `creationTime`, `attr.invalid` (COW space overflowed →
 //!   `NotReady` with the reason) on every resync. A snapshot that vanished from the host is
-//!   reported, never silently re-taken. On the file engine a `snapsize` other than the
-//!   volume's size cannot be honoured (reflinks reserve nothing): the replica snapshot says
+//!   reported, never silently re-taken. On the file engine and for thin snapshots of thin
+//!   volumes a `snapsize` other than the volume's size cannot be honoured (reflinks and thin
+//!   snapshots reserve nothing; `core::snapshot::snapsize_note`): the replica snapshot says
 //!   `snapsize ignored: …` (reason + `Snapsize` condition) and the snapshot's message shows it.
 //! - Deleting a volume that has snapshots is refused until they are deleted (one rule,
 //!   [`hwameistor_core::snapshot::volume_delete_check`]; the volume controller holds the
