@@ -448,6 +448,7 @@ async fn bind_claim(ctx: &ClusterCtx, ldc: &LocalDiskClaim) -> Result<Action> {
     };
     let cref = claim_ref(ldc);
     let mut refs = Vec::new();
+    let mut conflicts = 0;
     for ld in &matched {
         let dname = name_of(ld);
         // conditional on the version we matched: a concurrent change makes us re-evaluate
@@ -470,6 +471,7 @@ async fn bind_claim(ctx: &ClusterCtx, ldc: &LocalDiskClaim) -> Result<Action> {
             }
             Err(e) if e.is_conflict() => {
                 tracing::info!(claim = %name, disk = %dname, "disk changed while binding; will re-evaluate");
+                conflicts += 1;
             }
             Err(e) => {
                 return Err(Error::Store {
@@ -481,7 +483,9 @@ async fn bind_claim(ctx: &ClusterCtx, ldc: &LocalDiskClaim) -> Result<Action> {
             }
         }
     }
-    if refs.is_empty() {
+    // A disk that changed under us is looked at again before the claim is finalised;
+    // the disks bound so far carry our claimRef and match again on the next pass.
+    if refs.is_empty() || conflicts > 0 {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let bound: Vec<String> = refs.iter().filter_map(|r| r.name.clone()).collect();
