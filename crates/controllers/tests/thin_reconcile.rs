@@ -299,6 +299,11 @@ async fn thin_pool_claims_usage_and_placement_within_the_ratio() -> anyhow::Resu
     );
     claim_disks(&store, "c1", "lvm-node", &["/dev/sdb"]).await?;
     claim_disks(&store, "c2", "file-node", &["/dev/sdc"]).await?;
+    // A ThinPoolClaim handled before its pool exists fails and is retried only
+    // after 30 s: let both pools be reported first.
+    for node in ["lvm-node", "file-node"] {
+        wait_pool(&store, node, POOL_HDD, 30, "pool built", |_| true).await;
+    }
 
     // A thin pool of 2 GiB with ratio 2 on the lvm node; the file node refuses.
     let tpcs = store.all::<ThinPoolClaim>();
