@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Server, ctl};
+use hwameistor_testkit::ReleaseOnDrop;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -70,59 +71,12 @@ async fn standalone_runs_every_component_and_stops_cleanly() {
     assert!(!dir.join("server.json").exists());
 }
 
-/// Unmounts and detaches whatever a demo run left under its data directory, even when the
-/// test fails half-way.
-struct HostCleanup(std::path::PathBuf);
-
-impl Drop for HostCleanup {
-    fn drop(&mut self) {
-        let dir = self.0.to_string_lossy().into_owned();
-        // a runtime of its own on a thread of its own: drop may run inside the test's runtime
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(release_under(&dir));
-        });
-        let _ = cleanup.join();
-    }
-}
-
-async fn release_under(dir: &str) {
-    use hwameistor_exec::{Cmd, Runner, TokioRunner};
-    let r = TokioRunner::new();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounts: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = r.run(&Cmd::new("umount").args(["-l", m])).await;
-    }
-    if let Ok(out) = r
-        .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
-        .await
-    {
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        for d in v["loopdevices"].as_array().cloned().unwrap_or_default() {
-            if d["back-file"].as_str().unwrap_or("").starts_with(dir) {
-                let _ = r
-                    .run(&Cmd::new("losetup").args(["-d", d["name"].as_str().unwrap_or("")]))
-                    .await;
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
 async fn demo_creates_a_pool_and_serves_a_volume_lifecycle() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let _cleanup = HostCleanup(dir.clone());
+    let _cleanup = ReleaseOnDrop(dir.clone());
     let server = Server::start(
         &dir,
         &[

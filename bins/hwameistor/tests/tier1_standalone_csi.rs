@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Server, ctl};
+use hwameistor_testkit::ReleaseOnDrop;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -28,53 +29,6 @@ async fn wait_for(
             "{what}: last output {out:?}, {err:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Unmounts and detaches whatever a demo run left under its data directory, even when the
-/// test fails half-way.
-struct HostCleanup(std::path::PathBuf);
-
-impl Drop for HostCleanup {
-    fn drop(&mut self) {
-        let dir = self.0.to_string_lossy().into_owned();
-        // a runtime of its own on a thread of its own: drop may run inside the test's runtime
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(release_under(&dir));
-        });
-        let _ = cleanup.join();
-    }
-}
-
-async fn release_under(dir: &str) {
-    use hwameistor_exec::{Cmd, Runner, TokioRunner};
-    let r = TokioRunner::new();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounts: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = r.run(&Cmd::new("umount").args(["-l", m])).await;
-    }
-    if let Ok(out) = r
-        .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
-        .await
-    {
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        for d in v["loopdevices"].as_array().cloned().unwrap_or_default() {
-            if d["back-file"].as_str().unwrap_or("").starts_with(dir) {
-                let _ = r
-                    .run(&Cmd::new("losetup").args(["-d", d["name"].as_str().unwrap_or("")]))
-                    .await;
-            }
-        }
     }
 }
 
@@ -117,7 +71,7 @@ fn is_mountpoint(p: &Path) -> bool {
 async fn csi_mount_write_unmount_for_filesystem_and_block_volumes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let _cleanup = HostCleanup(dir.clone());
+    let _cleanup = ReleaseOnDrop(dir.clone());
     let server = Server::start(
         &dir,
         &[

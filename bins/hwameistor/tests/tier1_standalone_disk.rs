@@ -14,7 +14,7 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Server, ctl};
@@ -23,6 +23,7 @@ use hwameistor_csi::proto::volume_capability::access_mode::Mode;
 use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use hwameistor_csi::proto::*;
 use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_testkit::ReleaseOnDrop;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -31,52 +32,6 @@ const NODE: &str = "raw-node";
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 const TOPO: &str = "topology.disk.hwameistor.io/node";
-
-/// Unmounts and detaches whatever the run left under its data directory, even when the test
-/// fails half-way.
-struct HostCleanup(PathBuf);
-
-impl Drop for HostCleanup {
-    fn drop(&mut self) {
-        let dir = self.0.to_string_lossy().into_owned();
-        // a runtime of its own on a thread of its own: drop may run inside the test's runtime
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(release_under(&dir));
-        });
-        let _ = cleanup.join();
-    }
-}
-
-async fn release_under(dir: &str) {
-    let r = TokioRunner::new();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounts: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for m in mounts {
-        let _ = r.run(&Cmd::new("umount").args(["-l", m])).await;
-    }
-    if let Ok(out) = r
-        .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
-        .await
-    {
-        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
-        for d in v["loopdevices"].as_array().cloned().unwrap_or_default() {
-            if d["back-file"].as_str().unwrap_or("").starts_with(dir) {
-                let _ = r
-                    .run(&Cmd::new("losetup").args(["-d", d["name"].as_str().unwrap_or("")]))
-                    .await;
-            }
-        }
-    }
-}
 
 /// A sparse file of `size` bytes attached to a loop device; returns the device.
 async fn loop_disk(file: &Path, size: u64) -> String {
@@ -224,7 +179,7 @@ async fn raw_disk_volumes_end_to_end() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let _cleanup = HostCleanup(dir.clone());
+    let _cleanup = ReleaseOnDrop(dir.clone());
     // --demo makes the disk manager count loop devices backed under <dir>/disks; our two raw
     // disks live there too (the demo's own disk goes to local-storage).
     std::fs::create_dir_all(dir.join("disks")).unwrap();
@@ -580,7 +535,7 @@ async fn loops_under(dir: &Path) -> Vec<String> {
 async fn demo_raw_disks_serve_a_raw_disk_volume() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let _cleanup = HostCleanup(dir.clone());
+    let _cleanup = ReleaseOnDrop(dir.clone());
     let server = Server::start(
         &dir,
         &[
