@@ -82,6 +82,15 @@ impl Lvm {
         }
     }
 
+    /// `lvs ... -o <LV_FIELDS> <vg>/<lv>`: one LV only (fails with "Failed to find logical
+    /// volume" when it is missing), cheaper than listing the VG when it holds many LVs.
+    pub fn lvs_one(&self, vg: &str, lv: &str) -> Cmd {
+        self.cmd("lvs")
+            .args(REPORT_ARGS.iter().copied())
+            .args(["-o", LV_FIELDS])
+            .arg(format!("{vg}/{lv}"))
+    }
+
     /// `vgcreate -y --addtag <tag> <vg> <dev...>` (the PVs are created implicitly).
     pub fn vg_create(&self, vg: &str, devs: &[&Path], tag: &str) -> Cmd {
         self.cmd("vgcreate")
@@ -253,6 +262,13 @@ mod tests {
         assert_eq!(
             line(&l.lvs(None)),
             format!("lvs --reportformat json --units b --nosuffix -o {LV_FIELDS}")
+        );
+        assert_eq!(
+            line(&l.lvs_one("LocalStorage_PoolHDD", "pvc-1")),
+            format!(
+                "lvs --reportformat json --units b --nosuffix -o {LV_FIELDS} \
+                 LocalStorage_PoolHDD/pvc-1"
+            )
         );
     }
 

@@ -11,7 +11,18 @@
 //! - Idempotency: the engine reads the host first and only runs the command that is still
 //!   needed; "already exists" from `lvcreate` is success when the existing LV matches,
 //!   "failed to find" from `lvremove` is success. Mutations are serialised by one mutex
-//!   per engine so free-space checks and the command that consumes the space do not race.
+//!   per volume group (pool), so free-space checks and the command that consumes the space
+//!   do not race, and commands queue in the engine rather than on lvm's VG file lock.
+//! - A burst of creates: every lvm command costs a process start, a device scan and a
+//!   metadata read (~0.5–1 s in the tier-2 guest, tens of ms on hardware), so creating a
+//!   thick volume runs only `lvcreate` and one `lvs <vg>/<lv>` read-back. It does not list the
+//!   VG's LVs first: `lvcreate` checks the name before it allocates ("already exists" → the
+//!   existing LV is read and must match), and its own free-space refusal is mapped to
+//!   [`Error::InsufficientSpace`]. The VG's facts (our tag, extent size, free bytes) come from
+//!   a `vgs` read at most [`VG_FACTS_TTL`] old and kept current by our own creates; any other
+//!   command that changes something (ours, any pool) drops them, and an early "not enough
+//!   space" from them is checked against a fresh `vgs` before it is reported. Single-LV
+//!   lookups read `lvs <vg>/<lv>`, not every LV of the VG.
 //! - Snapshots are read-only copy-on-write LVs (`lvcreate -s`), restored by copying the
 //!   snapshot into a new LV (`dd`), rolled back by `lvconvert --merge --background` (progress: [`merge`]).
 //! - Thin provisioning ([`thin`]): one thin pool `LocalStorage_ThinPool` per VG on request,
@@ -22,14 +33,16 @@ pub mod merge;
 pub mod report;
 pub mod thin;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hwameistor_core::names;
 use hwameistor_exec::{Cmd, SharedRunner};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::LvmConfig;
 use crate::engine::VolumeEngine;
@@ -45,13 +58,32 @@ pub use thin::{THIN_POOL_LV, ThinPoolInfo, ThinPoolRequest};
 
 const ENGINE: EngineKind = EngineKind::Lvm;
 
+/// How long the facts of a VG read by `vgs` (tag, extent size, free bytes) are reused by the
+/// creates of a burst; our own creates keep them current meanwhile, any other mutation drops
+/// them.
+pub const VG_FACTS_TTL: Duration = Duration::from_secs(10);
+
 /// The lvm2-backed [`VolumeEngine`].
 #[derive(Debug)]
 pub struct LvmEngine {
     runner: SharedRunner,
     cfg: LvmConfig,
     lvm: Lvm,
-    lock: Mutex<()>,
+    /// One mutex per VG: our mutations of a VG run one at a time.
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Counts the commands run that may change something (everything but `pvs`/`vgs`/`lvs`).
+    mutations: AtomicU64,
+    /// Facts of our VGs for a burst of creates ([`VG_FACTS_TTL`]).
+    vg_facts: std::sync::Mutex<HashMap<String, VgFacts>>,
+}
+
+/// A `vgs` row of one of our VGs, valid while no command but our own creates changed anything.
+#[derive(Debug, Clone)]
+struct VgFacts {
+    vg: VgReport,
+    /// [`LvmEngine::mutations`] the facts account for.
+    generation: u64,
+    read_at: Instant,
 }
 
 /// Check a pool name: valid and `LocalStorage_Pool*`.
@@ -86,7 +118,74 @@ impl LvmEngine {
             runner,
             cfg,
             lvm,
-            lock: Mutex::new(()),
+            locks: Default::default(),
+            mutations: AtomicU64::new(0),
+            vg_facts: Default::default(),
+        }
+    }
+
+    /// The mutex of VG `pool`, held while we change it.
+    async fn lock_vg(&self, pool: &str) -> OwnedMutexGuard<()> {
+        let m = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(pool.to_owned())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+
+    fn generation(&self) -> u64 {
+        self.mutations.load(Ordering::SeqCst)
+    }
+
+    fn facts(&self) -> std::sync::MutexGuard<'_, HashMap<String, VgFacts>> {
+        self.vg_facts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Our VG `pool` for a create (the caller holds its lock): the remembered facts when
+    /// nothing else changed since they were read and they are younger than [`VG_FACTS_TTL`],
+    /// else a fresh `vgs`. The flag says whether the facts are fresh.
+    async fn vg_for_create(&self, op: &'static str, pool: &str) -> Result<(VgFacts, bool)> {
+        if let Some(f) = self.facts().get(pool).cloned()
+            && f.generation == self.generation()
+            && f.read_at.elapsed() < VG_FACTS_TTL
+        {
+            return Ok((f, false));
+        }
+        self.fresh_vg(op, pool).await.map(|f| (f, true))
+    }
+
+    /// A fresh `vgs` of our VG `pool`, remembered for the creates that follow.
+    async fn fresh_vg(&self, op: &'static str, pool: &str) -> Result<VgFacts> {
+        self.facts().remove(pool);
+        let generation = self.generation();
+        let vg = self.must_vg(op, pool).await?;
+        let f = VgFacts {
+            vg,
+            generation,
+            read_at: Instant::now(),
+        };
+        self.facts().insert(pool.to_owned(), f.clone());
+        Ok(f)
+    }
+
+    /// After our own `lvcreate` of `bytes` in `pool` (which counted as mutation
+    /// `before + 1`): the remembered facts stay valid, less the space used, if nothing else
+    /// ran meanwhile; otherwise they are dropped.
+    fn account_create(&self, pool: &str, before: u64, bytes: u64) {
+        let now = self.generation();
+        let mut facts = self.facts();
+        match facts.get_mut(pool) {
+            Some(f) if f.generation == before && now == before + 1 => {
+                f.generation = now;
+                f.vg.free = f.vg.free.saturating_sub(bytes);
+                f.vg.lv_count += 1;
+            }
+            _ => {
+                facts.remove(pool);
+            }
         }
     }
 
@@ -131,11 +230,22 @@ impl LvmEngine {
 
     async fn run(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
         let cmd = cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1");
-        self.runner
-            .run(&cmd)
-            .await
-            .map(|o| o.stdout)
+        let out = self.runner.run(&cmd).await;
+        if !matches!(cmd.program(), "pvs" | "vgs" | "lvs") {
+            // Counted when it ended, failed or not: facts read before are stale now.
+            self.mutations.fetch_add(1, Ordering::SeqCst);
+        }
+        out.map(|o| o.stdout)
             .map_err(|e| Error::command(op, ctx, e))
+    }
+
+    /// Run a command that creates `name`; "already exists" counts as done (the caller reads
+    /// the LV back and decides whether it is the one asked for).
+    async fn run_create(&self, op: &'static str, pool: &str, name: &str, cmd: Cmd) -> Result<()> {
+        match self.run(op, Context::volume(pool, name), cmd).await {
+            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     async fn pvs(&self, op: &'static str) -> Result<Vec<PvReport>> {
@@ -164,6 +274,16 @@ impl LvmEngine {
         }
     }
 
+    /// Our VG named `pool`; [`Error::PoolNotFound`] if absent.
+    async fn must_vg(&self, op: &'static str, pool: &str) -> Result<VgReport> {
+        self.our_vg(op, pool)
+            .await?
+            .ok_or_else(|| Error::PoolNotFound {
+                op,
+                pool: pool.to_owned(),
+            })
+    }
+
     async fn our_vgs(&self, op: &'static str) -> Result<Vec<VgReport>> {
         let out = self.run(op, Context::default(), self.lvm.vgs(None)).await?;
         let vgs =
@@ -190,19 +310,51 @@ impl LvmEngine {
 
     /// The LV `volume` of our VG `pool`: `None` if missing, Conflict if not tagged as ours.
     async fn lv(&self, op: &'static str, pool: &str, volume: &str) -> Result<Option<LvReport>> {
-        let lv = self
-            .all_lvs(op, Some(pool))
-            .await?
-            .into_iter()
-            .find(|l| l.vg_name == pool && l.name == volume);
-        match lv {
+        let ctx = Context::volume(pool, volume);
+        let rows = match self
+            .run(op, ctx.clone(), self.lvm.lvs_one(pool, volume))
+            .await
+        {
+            Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e))?,
+            // "Failed to find logical volume", or the VG is gone ("not found").
+            Err(Error::Command { source, .. })
+                if stderr_has(&source, "failed to find logical volume")
+                    || stderr_has(&source, "not found") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        self.ours_in(op, pool, volume, &rows)
+    }
+
+    /// The LV `volume` of `pool` in `lvs`: `None` if missing, Conflict if not tagged as ours.
+    fn ours_in(
+        &self,
+        op: &'static str,
+        pool: &str,
+        volume: &str,
+        lvs: &[LvReport],
+    ) -> Result<Option<LvReport>> {
+        match lvs.iter().find(|l| l.vg_name == pool && l.name == volume) {
             Some(l) if !l.has_tag(&self.cfg.tag) => Err(Error::Conflict {
                 op,
                 ctx: Context::volume(pool, volume),
                 message: format!("logical volume is not tagged {}; not ours", self.cfg.tag),
             }),
-            other => Ok(other),
+            other => Ok(other.cloned()),
         }
+    }
+
+    /// The LV `volume` of our VG `pool`; [`Error::VolumeNotFound`] if missing.
+    async fn must_lv(&self, op: &'static str, pool: &str, volume: &str) -> Result<LvReport> {
+        self.lv(op, pool, volume)
+            .await?
+            .ok_or_else(|| Error::VolumeNotFound {
+                op,
+                pool: pool.to_owned(),
+                volume: volume.to_owned(),
+            })
     }
 
     fn volume_info(&self, l: &LvReport) -> VolumeInfo {
@@ -259,6 +411,52 @@ impl LvmEngine {
     }
 }
 
+impl LvmEngine {
+    /// Run the `lvcreate` of a snapshot (an existing one counts; the caller checked it is a
+    /// snapshot of the right origin) and read it back.
+    async fn create_snapshot_lv(
+        &self,
+        op: &'static str,
+        pool: &str,
+        snapshot: &str,
+        create: Cmd,
+    ) -> Result<SnapshotInfo> {
+        self.run_create(op, pool, snapshot, create).await?;
+        Ok(snapshot_info(&self.must_lv(op, pool, snapshot).await?))
+    }
+
+    /// `None` when a volume of `size` bytes in `stripes` stripes fits in `vg`, else the bytes
+    /// available for it.
+    async fn shortfall(
+        &self,
+        op: &'static str,
+        pool: &str,
+        vg: &VgReport,
+        size: u64,
+        stripes: u32,
+    ) -> Result<Option<u64>> {
+        if size > vg.free {
+            return Ok(Some(vg.free));
+        }
+        if stripes > 1 {
+            // Each PV must hold one stripe's share.
+            let share = size / u64::from(stripes);
+            let min_free = self
+                .pvs(op)
+                .await?
+                .iter()
+                .filter(|p| p.vg_name == pool)
+                .map(|p| p.free)
+                .min()
+                .unwrap_or(0);
+            if share > min_free {
+                return Ok(Some(min_free * u64::from(stripes)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn parse_err(op: &'static str, ctx: Context, what: &str, e: ReportError) -> Error {
     Error::Parse {
         op,
@@ -292,7 +490,7 @@ impl VolumeEngine for LvmEngine {
     async fn ensure_pool(&self, pool: &str, disks: &[PathBuf]) -> Result<PoolInfo> {
         const OP: &str = "ensure pool";
         validate_pool(pool)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_vg(pool).await;
         let wanted: Vec<PathBuf> = {
             let mut seen = BTreeSet::new();
             disks
@@ -361,13 +559,7 @@ impl VolumeEngine for LvmEngine {
             )
             .await?;
         }
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
+        let vg = self.must_vg(OP, pool).await?;
         self.build_pool_info(OP, &vg).await
     }
 
@@ -409,88 +601,72 @@ impl VolumeEngine for LvmEngine {
             }
             return self.create_thin_volume(pool, volume, size_bytes).await;
         }
-        let _g = self.lock.lock().await;
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
-        let size = round_up_to_extent(size_bytes, vg.extent_size);
-        let stripes = if opts.striped { vg.pv_count.max(1) } else { 1 };
-        let matches = |l: &LvReport| {
-            l.size >= size && (l.stripes == stripes || !opts.striped) && !l.is_thin()
+        let _g = self.lock_vg(pool).await;
+        // Striping needs the current PV count: fresh facts. A linear create of a burst reuses
+        // the facts the previous one left.
+        let (mut facts, fresh) = if opts.striped {
+            (self.fresh_vg(OP, pool).await?, true)
+        } else {
+            self.vg_for_create(OP, pool).await?
         };
-        if let Some(l) = self.lv(OP, pool, volume).await? {
-            if matches(&l) {
+        let plan = |vg: &VgReport| {
+            let size = round_up_to_extent(size_bytes, vg.extent_size);
+            let stripes = if opts.striped { vg.pv_count.max(1) } else { 1 };
+            (size, stripes)
+        };
+        let (mut size, mut stripes) = plan(&facts.vg);
+        let mut short = self.shortfall(OP, pool, &facts.vg, size, stripes).await?;
+        if short.is_some() && !fresh {
+            // Remembered facts may be behind the host: decide on fresh ones.
+            facts = self.fresh_vg(OP, pool).await?;
+            (size, stripes) = plan(&facts.vg);
+            short = self.shortfall(OP, pool, &facts.vg, size, stripes).await?;
+        }
+        let existing = |l: LvReport| {
+            if l.size >= size && (l.stripes == stripes || !opts.striped) && !l.is_thin() {
                 return Ok(self.volume_info(&l));
             }
-            return Err(Error::Conflict {
+            Err(Error::Conflict {
                 op: OP,
                 ctx: Context::volume(pool, volume),
                 message: format!(
                     "exists with {} bytes and {} stripe(s); requested {} bytes and {} stripe(s)",
                     l.size, l.stripes, size, stripes
                 ),
-            });
+            })
+        };
+        if let Some(available) = short {
+            // A retry of a create that happened needs no room.
+            return match self.lv(OP, pool, volume).await? {
+                Some(l) => existing(l),
+                None => Err(insufficient(OP, pool, volume, size, available)),
+            };
         }
-        if size > vg.free {
-            return Err(insufficient(OP, pool, volume, size, vg.free));
-        }
-        if stripes > 1 {
-            // Each PV must hold one stripe's share.
-            let share = size / u64::from(stripes);
-            let pvs = self.pvs(OP).await?;
-            let min_free = pvs
-                .iter()
-                .filter(|p| p.vg_name == pool)
-                .map(|p| p.free)
-                .min()
-                .unwrap_or(0);
-            if share > min_free {
-                return Err(insufficient(
-                    OP,
-                    pool,
-                    volume,
-                    size,
-                    min_free * u64::from(stripes),
-                ));
-            }
-        }
+        // No listing of the VG's LVs first: lvcreate refuses an existing name before it
+        // allocates anything, and the LV is read back either way.
+        let before = self.generation();
         let create = self
             .lvm
             .lv_create(pool, volume, size, stripes, &self.cfg.tag);
         match self.run(OP, Context::volume(pool, volume), create).await {
-            Ok(_) => {}
+            Ok(_) => self.account_create(pool, before, size),
             Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
             Err(Error::Command { source, .. })
                 if stderr_has(&source, "insufficient") || stderr_has(&source, "not enough") =>
             {
-                return Err(insufficient(OP, pool, volume, size, vg.free));
+                let free = self.fresh_vg(OP, pool).await?.vg.free;
+                return Err(insufficient(OP, pool, volume, size, free));
             }
             Err(e) => return Err(e),
         }
-        match self.lv(OP, pool, volume).await? {
-            Some(l) if matches(&l) => Ok(self.volume_info(&l)),
-            Some(l) => Err(Error::Conflict {
-                op: OP,
-                ctx: Context::volume(pool, volume),
-                message: format!("exists with {} bytes and {} stripe(s)", l.size, l.stripes),
-            }),
-            None => Err(Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            }),
-        }
+        existing(self.must_lv(OP, pool, volume).await?)
     }
 
     async fn delete_volume(&self, pool: &str, volume: &str) -> Result<()> {
         const OP: &str = "delete volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_vg(pool).await;
         let Some(mut l) = self.lv(OP, pool, volume).await? else {
             return Ok(());
         };
@@ -520,22 +696,9 @@ impl VolumeEngine for LvmEngine {
         const OP: &str = "extend volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let _g = self.lock.lock().await;
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
-        let l = self
-            .lv(OP, pool, volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            })?;
+        let _g = self.lock_vg(pool).await;
+        let vg = self.must_vg(OP, pool).await?;
+        let l = self.must_lv(OP, pool, volume).await?;
         let size = round_up_to_extent(size_bytes, vg.extent_size);
         if size == l.size {
             return Ok(self.volume_info(&l));
@@ -572,14 +735,7 @@ impl VolumeEngine for LvmEngine {
             }
             Err(e) => return Err(e),
         }
-        let l = self
-            .lv(OP, pool, volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            })?;
+        let l = self.must_lv(OP, pool, volume).await?;
         Ok(self.volume_info(&l))
     }
 
@@ -597,14 +753,7 @@ impl VolumeEngine for LvmEngine {
         const OP: &str = "activate volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let l = self
-            .lv(OP, pool, volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            })?;
+        let l = self.must_lv(OP, pool, volume).await?;
         if l.active() {
             return Ok(self.volume_info(&l));
         }
@@ -614,14 +763,7 @@ impl VolumeEngine for LvmEngine {
             self.lvm.lv_change_active(pool, volume, true),
         )
         .await?;
-        let l = self
-            .lv(OP, pool, volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            })?;
+        let l = self.must_lv(OP, pool, volume).await?;
         Ok(self.volume_info(&l))
     }
 
@@ -678,14 +820,8 @@ impl VolumeEngine for LvmEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         names::validate("snapshot", snapshot)?;
-        let _g = self.lock.lock().await;
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
+        let _g = self.lock_vg(pool).await;
+        let vg = self.must_vg(OP, pool).await?;
         if let Some(s) = self.lv(OP, pool, snapshot).await? {
             if s.is_snapshot() && s.origin == volume {
                 return Ok(snapshot_info(&s));
@@ -698,14 +834,7 @@ impl VolumeEngine for LvmEngine {
                 ),
             });
         }
-        let origin = self
-            .lv(OP, pool, volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            })?;
+        let origin = self.must_lv(OP, pool, volume).await?;
         if origin.is_thin() {
             // A thin snapshot shares the origin's blocks: no size, no VG space.
             return self
@@ -726,27 +855,14 @@ impl VolumeEngine for LvmEngine {
         let c = self
             .lvm
             .lv_snapshot(pool, volume, snapshot, size, &self.cfg.tag);
-        match self.run(OP, Context::volume(pool, snapshot), c).await {
-            Ok(_) => {}
-            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
-            Err(e) => return Err(e),
-        }
-        let s = self
-            .lv(OP, pool, snapshot)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: snapshot.to_owned(),
-            })?;
-        Ok(snapshot_info(&s))
+        self.create_snapshot_lv(OP, pool, snapshot, c).await
     }
 
     async fn delete_snapshot(&self, pool: &str, snapshot: &str) -> Result<()> {
         const OP: &str = "delete snapshot";
         validate_pool(pool)?;
         names::validate("snapshot", snapshot)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_vg(pool).await;
         match self.lv(OP, pool, snapshot).await? {
             None => Ok(()),
             Some(s) if !s.is_snapshot() => Err(Error::Conflict {
@@ -796,14 +912,7 @@ impl VolumeEngine for LvmEngine {
             });
         }
         // The origin's size is what the snapshot presents.
-        let origin = self
-            .lv(OP, pool, &s.origin)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: s.origin.clone(),
-            })?;
+        let origin = self.must_lv(OP, pool, &s.origin).await?;
         // An existing target is used as it is (thin or thick, as its volume asked); a new
         // one is thick. A thin snapshot is copied like a COW one.
         let existing = self
@@ -868,7 +977,7 @@ impl VolumeEngine for LvmEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         names::validate("snapshot", snapshot)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_vg(pool).await;
         let Some(s) = self.lv(OP, pool, snapshot).await? else {
             // Merged (or never existed): the merge consumes the snapshot.
             return Ok(());

@@ -253,6 +253,44 @@ async fn validates_names_before_argv() {
     assert!(fake.calls().is_empty());
 }
 
+/// A linear LV of ours on /dev/sdb.
+fn ours<'a>(name: &'a str, size: u64, attr: &'a str) -> LvRow<'a> {
+    (name, size, attr, TAG, 1, "/dev/sdb(0)", "")
+}
+
+/// `lvs <VG>/<lv>` of a row: answers the row, every time or once.
+fn has_lv(fake: &RecordingRunner, l: &Lvm, row: LvRow) {
+    respond(fake, &l.lvs_one(VG, row.0), Output::ok(lvs_json(&[row])));
+}
+
+fn has_lv_once(fake: &RecordingRunner, l: &Lvm, row: LvRow) {
+    respond_once(fake, &l.lvs_one(VG, row.0), Output::ok(lvs_json(&[row])));
+}
+
+fn lv_missing() -> Output {
+    Output::failed(
+        5,
+        "  Failed to find logical volume \"LocalStorage_PoolHDD/x\"\n",
+    )
+}
+
+/// `lvs <VG>/<name>` fails as lvm does for a missing LV, every time or once.
+fn no_lv(fake: &RecordingRunner, l: &Lvm, name: &str) {
+    respond(fake, &l.lvs_one(VG, name), lv_missing());
+}
+
+fn no_lv_once(fake: &RecordingRunner, l: &Lvm, name: &str) {
+    respond_once(fake, &l.lvs_one(VG, name), lv_missing());
+}
+
+fn already_exists(name: &str) -> Output {
+    Output::failed(
+        5,
+        format!("  Logical Volume \"{name}\" already exists in volume group \"{VG}\"\n"),
+    )
+}
+
+/// Our VG with two PVs, `free` bytes free and these LVs (listed, and each one looked up).
 fn pool_with_lvs(fake: &RecordingRunner, l: &Lvm, free: u64, lvs: &[LvRow]) {
     respond(
         fake,
@@ -268,25 +306,42 @@ fn pool_with_lvs(fake: &RecordingRunner, l: &Lvm, free: u64, lvs: &[LvRow]) {
         ])),
     );
     respond(fake, &l.lvs(Some(VG)), Output::ok(lvs_json(lvs)));
+    for row in lvs {
+        has_lv(fake, l, *row);
+    }
+}
+
+/// How often exactly this command ran.
+fn ran(fake: &RecordingRunner, c: &Cmd) -> usize {
+    let line = c.display();
+    fake.command_lines().iter().filter(|l| **l == line).count()
+}
+
+/// How many commands starting with `prefix` ran.
+fn count(fake: &RecordingRunner, prefix: &str) -> usize {
+    fake.command_lines()
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+        .count()
 }
 
 #[tokio::test]
 async fn create_rounds_to_extents_and_stripes_across_pvs() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    respond(
+    pool_with_lvs(&fake, &l, 200 * MI, &[]);
+    for (lv, size, stripes) in [("pvc-1", 8, 1), ("pvc-3", 4, 1), ("pvc-2", 24, 2)] {
+        respond(
+            &fake,
+            &l.lv_create(VG, lv, size * MI, stripes, TAG),
+            Output::ok(""),
+        );
+    }
+    has_lv(&fake, &l, ours("pvc-1", 8 * MI, "-wi-a-----"));
+    has_lv(&fake, &l, ours("pvc-3", 4 * MI, "-wi-a-----"));
+    has_lv(
         &fake,
-        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
-        Output::ok(""),
-    );
-    respond(
-        &fake,
-        &l.lv_create(VG, "pvc-2", 24 * MI, 2, TAG),
-        Output::ok(""),
-    );
-    // Before and after each create, lvs shows the LVs of that moment.
-    let after: &[LvRow] = &[
-        ("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", ""),
+        &l,
         (
             "pvc-2",
             24 * MI,
@@ -296,13 +351,7 @@ async fn create_rounds_to_extents_and_stripes_across_pvs() {
             "/dev/sdb(2),/dev/sdc(0)",
             "",
         ),
-    ];
-    let lvs = l.lvs(Some(VG));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&[])));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&after[..1])));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&after[..1])));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(after)));
-    pool_with_lvs(&fake, &l, 200 * MI, &[]);
+    );
     let v = e
         .create_volume(VG, "pvc-1", 5 * MI, &VolumeOptions::default())
         .await
@@ -313,6 +362,11 @@ async fn create_rounds_to_extents_and_stripes_across_pvs() {
         PathBuf::from("/dev/LocalStorage_PoolHDD/pvc-1")
     );
     assert!(v.attrs.active);
+    // The next create of the burst reuses the VG's facts: no second vgs.
+    e.create_volume(VG, "pvc-3", 3 * MI, &VolumeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(count(&fake, "vgs "), 1);
 
     let v = e
         .create_volume(
@@ -332,20 +386,61 @@ async fn create_rounds_to_extents_and_stripes_across_pvs() {
         mutations(&fake),
         [
             "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-1 -L 8388608b LocalStorage_PoolHDD",
+            "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-3 -L 4194304b LocalStorage_PoolHDD",
             "lvcreate -y --addtag hwameistor.io/managed --wipesignatures y --zero y -n pvc-2 -L 25165824b -i 2 LocalStorage_PoolHDD",
         ]
     );
+    // Striping reads the PV count afresh; no create listed the VG's LVs.
+    assert_eq!(count(&fake, "vgs "), 2);
+    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 0);
+}
+
+#[tokio::test]
+async fn vg_facts_are_dropped_by_any_other_change_and_when_old() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(&fake, &l, 200 * MI, &[ours("pvc-0", 4 * MI, "-wi-a-----")]);
+    for lv in ["pvc-1", "pvc-2", "pvc-3"] {
+        respond(&fake, &l.lv_create(VG, lv, 4 * MI, 1, TAG), Output::ok(""));
+        has_lv(&fake, &l, ours(lv, 4 * MI, "-wi-a-----"));
+    }
+    respond(&fake, &l.lv_remove(VG, "pvc-0"), Output::ok(""));
+    let opts = VolumeOptions::default();
+    e.create_volume(VG, "pvc-1", 4 * MI, &opts).await.unwrap();
+    // A removal (any command that may change something) makes the facts stale.
+    e.delete_volume(VG, "pvc-0").await.unwrap();
+    e.create_volume(VG, "pvc-2", 4 * MI, &opts).await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 2);
+    // Facts older than VG_FACTS_TTL are read again.
+    if let Some(f) = e.facts().get_mut(VG) {
+        f.read_at -= VG_FACTS_TTL;
+    }
+    e.create_volume(VG, "pvc-3", 4 * MI, &opts).await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 3);
+    // Our own creates were accounted: 200 - 3 × 4 MiB, as the last vgs said, less pvc-3.
+    assert_eq!(e.facts()[VG].vg.free, 196 * MI);
 }
 
 #[tokio::test]
 async fn create_is_idempotent_and_detects_mismatch() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    pool_with_lvs(
+    pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-1", 8 * MI, "-wi-a-----")]);
+    // lvm refuses the existing name before it allocates anything; the LV is read back.
+    respond(
         &fake,
-        &l,
-        100 * MI,
-        &[("pvc-1", 8 * MI, "-wi-a-----", TAG, 1, "/dev/sdb(0)", "")],
+        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
+        already_exists("pvc-1"),
+    );
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-1", 100 * MI, 1, TAG),
+        already_exists("pvc-1"),
+    );
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-1", 8 * MI, 2, TAG),
+        already_exists("pvc-1"),
     );
     let v = e
         .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
@@ -370,7 +465,45 @@ async fn create_is_idempotent_and_detects_mismatch() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    // Bigger than the VG's free space: the existing LV decides, no lvcreate.
+    let err = e
+        .create_volume(VG, "pvc-1", 101 * MI, &VolumeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(count(&fake, "lvcreate "), 3);
+
+    // A retry of a create that happened succeeds on a full VG, without lvcreate.
+    let (fake, e) = engine();
+    pool_with_lvs(&fake, &l, 0, &[ours("pvc-1", 8 * MI, "-wi-a-----")]);
+    let v = e
+        .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(v.size_bytes, 8 * MI);
     assert!(mutations(&fake).is_empty());
+
+    // An LV of that name without our tag is not ours.
+    let (fake, e) = engine();
+    pool_with_lvs(
+        &fake,
+        &l,
+        100 * MI,
+        &[("pvc-1", 8 * MI, "-wi-a-----", "", 1, "/dev/sdb(0)", "")],
+    );
+    respond(
+        &fake,
+        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
+        already_exists("pvc-1"),
+    );
+    let err = e
+        .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { message, .. } if message.contains("not ours")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -378,6 +511,7 @@ async fn create_reports_insufficient_space_and_thin_without_pool() {
     let (fake, e) = engine();
     let l = e.commands().clone();
     pool_with_lvs(&fake, &l, 16 * MI, &[]);
+    no_lv(&fake, &l, "pvc-1");
     let err = e
         .create_volume(VG, "pvc-1", 17 * MI, &VolumeOptions::default())
         .await
@@ -392,7 +526,8 @@ async fn create_reports_insufficient_space_and_thin_without_pool() {
         }
         other => panic!("{other}"),
     }
-    // lvcreate's own complaint is mapped too.
+    assert!(mutations(&fake).is_empty());
+    // lvcreate's own complaint is mapped too, with the VG's free space read afresh.
     respond(
         &fake,
         &l.lv_create(VG, "pvc-2", 16 * MI, 1, TAG),
@@ -401,11 +536,13 @@ async fn create_reports_insufficient_space_and_thin_without_pool() {
             "  Volume group \"LocalStorage_PoolHDD\" has insufficient free space (3 extents): 4 required.\n",
         ),
     );
+    let vgs_before = count(&fake, "vgs ");
     let err = e
         .create_volume(VG, "pvc-2", 16 * MI, &VolumeOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
+    assert_eq!(count(&fake, "vgs "), vgs_before + 1);
     let err = e
         .create_volume(
             VG,
@@ -426,32 +563,42 @@ async fn create_reports_insufficient_space_and_thin_without_pool() {
 }
 
 #[tokio::test]
+async fn remembered_free_space_is_checked_afresh_before_refusing() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    // The first vgs says 8 MiB free; someone frees space; the next says 100 MiB.
+    respond_once(
+        &fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 200 * MI, 8 * MI, 2, 0, TAG)])),
+    );
+    pool_with_lvs(&fake, &l, 100 * MI, &[]);
+    for (lv, size) in [("pvc-1", 8), ("pvc-2", 16)] {
+        respond(
+            &fake,
+            &l.lv_create(VG, lv, size * MI, 1, TAG),
+            Output::ok(""),
+        );
+        has_lv(&fake, &l, ours(lv, size * MI, "-wi-a-----"));
+    }
+    let opts = VolumeOptions::default();
+    e.create_volume(VG, "pvc-1", 8 * MI, &opts).await.unwrap();
+    // Remembered: 0 bytes free. Fresh: 100 MiB. The create goes ahead.
+    e.create_volume(VG, "pvc-2", 16 * MI, &opts).await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 2);
+    assert_eq!(count(&fake, "lvcreate "), 2);
+}
+
+#[tokio::test]
 async fn lvcreate_already_exists_is_success_when_it_matches() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    let lvs = l.lvs(Some(VG));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&[])));
-    respond_once(
-        &fake,
-        &lvs,
-        Output::ok(lvs_json(&[(
-            "pvc-1",
-            8 * MI,
-            "-wi-a-----",
-            TAG,
-            1,
-            "/dev/sdb(0)",
-            "",
-        )])),
-    );
     pool_with_lvs(&fake, &l, 100 * MI, &[]);
+    has_lv(&fake, &l, ours("pvc-1", 8 * MI, "-wi-a-----"));
     respond(
         &fake,
         &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
-        Output::failed(
-            5,
-            "  Logical Volume \"pvc-1\" already exists in volume group \"LocalStorage_PoolHDD\"\n",
-        ),
+        already_exists("pvc-1"),
     );
     let v = e
         .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
@@ -474,6 +621,7 @@ async fn delete_rules() {
             ("foreign", 8 * MI, "-wi-a-----", "", 1, "/dev/sdc(0)", ""),
         ],
     );
+    no_lv(&fake, &l, "pvc-gone");
     respond(&fake, &l.lv_remove(VG, "pvc-1"), Output::ok(""));
     e.delete_volume(VG, "pvc-1").await.unwrap();
     // Missing: success, no command.
@@ -578,6 +726,7 @@ async fn extend_rules() {
         ["lvextend -y -L 16777216b LocalStorage_PoolHDD/pvc-1"]
     );
     // Missing volume.
+    no_lv(&fake, &l, "pvc-x");
     assert!(matches!(
         e.extend_volume(VG, "pvc-x", 16 * MI).await,
         Err(Error::VolumeNotFound { .. })
@@ -631,46 +780,31 @@ async fn stat_of_missing_vg_is_none() {
     let l = e.commands().clone();
     respond(
         &fake,
-        &l.lvs(Some(VG)),
+        &l.lvs_one(VG, "pvc-1"),
         Output::failed(
             5,
             "  Volume group \"LocalStorage_PoolHDD\" not found\n  Cannot process volume group LocalStorage_PoolHDD\n",
         ),
     );
     assert_eq!(e.stat_volume(VG, "pvc-1").await.unwrap(), None);
+    no_lv(&fake, &l, "pvc-2");
+    assert_eq!(e.stat_volume(VG, "pvc-2").await.unwrap(), None);
+    // Other failures are errors, not "missing".
+    respond(
+        &fake,
+        &l.lvs_one(VG, "pvc-3"),
+        Output::failed(5, "  Reading VG LocalStorage_PoolHDD failed.\n"),
+    );
+    assert!(e.stat_volume(VG, "pvc-3").await.is_err());
+    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 0, "no listing");
 }
 
 #[tokio::test]
 async fn activation_commands() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    let lvs = l.lvs(Some(VG));
-    respond_once(
-        &fake,
-        &lvs,
-        Output::ok(lvs_json(&[(
-            "pvc-1",
-            8 * MI,
-            "-wi-------",
-            TAG,
-            1,
-            "/dev/sdb(0)",
-            "",
-        )])),
-    );
-    respond_once(
-        &fake,
-        &lvs,
-        Output::ok(lvs_json(&[(
-            "pvc-1",
-            8 * MI,
-            "-wi-a-----",
-            TAG,
-            1,
-            "/dev/sdb(0)",
-            "",
-        )])),
-    );
+    has_lv_once(&fake, &l, ours("pvc-1", 8 * MI, "-wi-------"));
+    has_lv_once(&fake, &l, ours("pvc-1", 8 * MI, "-wi-a-----"));
     respond(
         &fake,
         &l.lv_change_active(VG, "pvc-1", true),
@@ -678,19 +812,7 @@ async fn activation_commands() {
     );
     let v = e.activate_volume(VG, "pvc-1").await.unwrap();
     assert!(v.attrs.active);
-    respond_once(
-        &fake,
-        &lvs,
-        Output::ok(lvs_json(&[(
-            "pvc-1",
-            8 * MI,
-            "-wi-a-----",
-            TAG,
-            1,
-            "/dev/sdb(0)",
-            "",
-        )])),
-    );
+    has_lv_once(&fake, &l, ours("pvc-1", 8 * MI, "-wi-a-----"));
     respond(
         &fake,
         &l.lv_change_active(VG, "pvc-1", false),
@@ -710,25 +832,21 @@ async fn activation_commands() {
 async fn snapshot_create_and_rollback_commands() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    let lvs = l.lvs(Some(VG));
-    let with_snap: &[LvRow] = &[
-        ("pvc-1", 8 * MI, "owi-a-s---", TAG, 1, "/dev/sdb(0)", ""),
-        (
-            "snap-1",
-            4 * MI,
-            "swi-a-s---",
-            TAG,
-            1,
-            "/dev/sdc(0)",
-            "pvc-1",
-        ),
-    ];
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(with_snap)));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(with_snap)));
-    respond_once(&fake, &lvs, Output::ok(lvs_json(&with_snap[..1])));
-    pool_with_lvs(&fake, &l, 100 * MI, &with_snap[..1]);
+    let snap: LvRow = (
+        "snap-1",
+        4 * MI,
+        "swi-a-s---",
+        TAG,
+        1,
+        "/dev/sdc(0)",
+        "pvc-1",
+    );
+    pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-1", 8 * MI, "owi-a-s---")]);
+    // Missing before the create; there for the read-back and the rollback; merged after.
+    no_lv_once(&fake, &l, "snap-1");
+    has_lv_once(&fake, &l, snap);
+    has_lv_once(&fake, &l, snap);
+    no_lv(&fake, &l, "snap-1");
     respond(
         &fake,
         &l.lv_snapshot(VG, "pvc-1", "snap-1", 4 * MI, TAG),

@@ -154,6 +154,16 @@ impl LvmEngine {
         pool: &str,
     ) -> Result<Option<ThinPoolInfo>> {
         let lvs = self.all_lvs(op, Some(pool)).await?;
+        self.thin_pool_in(op, pool, &lvs)
+    }
+
+    /// The thin pool of `pool` in `lvs` (the VG's rows); a Conflict if it is not tagged ours.
+    fn thin_pool_in(
+        &self,
+        op: &'static str,
+        pool: &str,
+        lvs: &[LvReport],
+    ) -> Result<Option<ThinPoolInfo>> {
         if let Some(tp) = lvs
             .iter()
             .find(|l| l.vg_name == pool && l.name == THIN_POOL_LV)
@@ -168,7 +178,7 @@ impl LvmEngine {
                 ),
             });
         }
-        Ok(thin_pool_from_lvs(pool, &self.cfg.tag, &lvs))
+        Ok(thin_pool_from_lvs(pool, &self.cfg.tag, lvs))
     }
 
     /// See [`crate::VolumeEngine::ensure_thin_pool`].
@@ -195,14 +205,8 @@ impl LvmEngine {
                 message: "the thin pool's data size must be positive".into(),
             });
         }
-        let _g = self.lock.lock().await;
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
+        let _g = self.lock_vg(pool).await;
+        let vg = self.must_vg(OP, pool).await?;
         let data = round_up_to_extent(req.data_bytes, vg.extent_size);
         let meta = if req.metadata_bytes == 0 {
             0
@@ -292,7 +296,7 @@ impl LvmEngine {
     pub(crate) async fn remove_thin_pool_impl(&self, pool: &str) -> Result<()> {
         const OP: &str = "remove thin pool";
         validate_pool(pool)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_vg(pool).await;
         let lvs = self.all_lvs(OP, Some(pool)).await?;
         if !lvs.iter().any(|l| l.name == THIN_POOL_LV) {
             return Ok(());
@@ -327,16 +331,12 @@ impl LvmEngine {
         size_bytes: u64,
     ) -> Result<VolumeInfo> {
         const OP: &str = "create thin volume";
-        let _g = self.lock.lock().await;
-        let vg = self
-            .our_vg(OP, pool)
-            .await?
-            .ok_or_else(|| Error::PoolNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-            })?;
-        let size = round_up_to_extent(size_bytes, vg.extent_size);
-        if let Some(l) = self.lv(OP, pool, volume).await? {
+        let _g = self.lock_vg(pool).await;
+        let (facts, _) = self.vg_for_create(OP, pool).await?;
+        let size = round_up_to_extent(size_bytes, facts.vg.extent_size);
+        // One listing of the VG serves the name check and the thin pool's accounting.
+        let lvs = self.all_lvs(OP, Some(pool)).await?;
+        if let Some(l) = self.ours_in(OP, pool, volume, &lvs)? {
             if l.is_thin() && l.origin.is_empty() && l.size >= size {
                 return Ok(self.volume_info(&l));
             }
@@ -352,8 +352,7 @@ impl LvmEngine {
             });
         }
         let tp = self
-            .read_thin_pool(OP, pool)
-            .await?
+            .thin_pool_in(OP, pool, &lvs)?
             .ok_or_else(|| Error::InvalidArgument {
                 op: OP,
                 ctx: Context::volume(pool, volume),
@@ -368,24 +367,19 @@ impl LvmEngine {
         let create = self
             .lvm
             .thin_create(pool, THIN_POOL_LV, volume, size, &self.cfg.tag);
-        match self.run(OP, Context::volume(pool, volume), create).await {
-            Ok(_) => {}
-            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
-            Err(e) => return Err(e),
+        let before = self.generation();
+        self.run_create(OP, pool, volume, create).await?;
+        // A thin volume takes no VG space (the thin pool holds it).
+        self.account_create(pool, before, 0);
+        let l = self.must_lv(OP, pool, volume).await?;
+        if l.is_thin() && l.size >= size {
+            return Ok(self.volume_info(&l));
         }
-        match self.lv(OP, pool, volume).await? {
-            Some(l) if l.is_thin() && l.size >= size => Ok(self.volume_info(&l)),
-            Some(l) => Err(Error::Conflict {
-                op: OP,
-                ctx: Context::volume(pool, volume),
-                message: format!("exists with {} bytes, thin={}", l.size, l.is_thin()),
-            }),
-            None => Err(Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: volume.to_owned(),
-            }),
-        }
+        Err(Error::Conflict {
+            op: OP,
+            ctx: Context::volume(pool, volume),
+            message: format!("exists with {} bytes, thin={}", l.size, l.is_thin()),
+        })
     }
 
     /// Growing a thin volume by `growth` bytes must stay within the ratio.
@@ -424,20 +418,7 @@ impl LvmEngine {
         let c = self
             .lvm
             .thin_snapshot(pool, volume, snapshot, &self.cfg.tag);
-        match self.run(OP, Context::volume(pool, snapshot), c).await {
-            Ok(_) => {}
-            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
-            Err(e) => return Err(e),
-        }
-        let s = self
-            .lv(OP, pool, snapshot)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: snapshot.to_owned(),
-            })?;
-        Ok(super::snapshot_info(&s))
+        self.create_snapshot_lv(OP, pool, snapshot, c).await
     }
 }
 
@@ -598,6 +579,13 @@ mod tests {
             "",
             0,
         )
+    }
+
+    /// `lvs <VG>/<lv>` answers each row (single-LV lookups).
+    fn each_lv(fake: &RecordingRunner, l: &super::super::Lvm, rows: &[Row]) {
+        for r in rows {
+            respond(fake, &l.lvs_one(VG, r.0), Output::ok(lvs(&[*r])));
+        }
     }
 
     fn mutations(fake: &RecordingRunner) -> Vec<String> {
@@ -780,13 +768,24 @@ mod tests {
         respond(&fake, &l.vgs(None), Output::ok(vgs(400 * MI)));
         // 256 MiB pool × 2 = 512 MiB; 300 MiB already provisioned.
         let existing = [pool_row(256 * MI, POOL_TAGS_2), thin_row("pvc-a", 300 * MI)];
-        respond_once(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&existing)));
+        // One listing serves the name check and the ratio; the new LV is read back alone.
         respond_once(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&existing)));
         let mut after = existing.to_vec();
         after.push(thin_row("pvc-b", 212 * MI));
         respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&after)));
+        each_lv(&fake, &l, &after);
         let create = l.thin_create(VG, THIN_POOL_LV, "pvc-b", 212 * MI, TAG);
         respond(&fake, &create, Output::ok(""));
+        // A thick create of the thin volume's name: lvm refuses the name.
+        let thick = l.lv_create(VG, "pvc-b", 212 * MI, 1, TAG);
+        respond(
+            &fake,
+            &thick,
+            Output::failed(
+                5,
+                "  Logical Volume \"pvc-b\" already exists in volume group\n",
+            ),
+        );
         let thin = VolumeOptions {
             striped: false,
             thin: true,
@@ -830,7 +829,11 @@ mod tests {
         // Growing a thin volume is checked against the ratio, not the VG's free space.
         let err = e.extend_volume(VG, "pvc-b", 216 * MI).await.unwrap_err();
         assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
-        assert_eq!(mutations(&fake).len(), 1);
+        assert_eq!(
+            mutations(&fake),
+            [create.display(), thick.display()],
+            "only lvm's refused thick create after the thin one"
+        );
         // Thin volumes are listed as volumes.
         let names: Vec<String> = e
             .list_volumes(Some(VG))
@@ -848,8 +851,12 @@ mod tests {
         let l = e.commands().clone();
         respond(&fake, &l.vgs(None), Output::ok(vgs(4 * MI)));
         let base = [pool_row(256 * MI, POOL_TAGS_2), thin_row("pvc-a", 300 * MI)];
-        respond_once(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&base)));
-        respond_once(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&base)));
+        each_lv(&fake, &l, &base);
+        respond_once(
+            &fake,
+            &l.lvs_one(VG, "snap-a"),
+            Output::failed(5, "  Failed to find logical volume \"x\"\n"),
+        );
         let mut after = base.to_vec();
         after.push((
             "snap-a",
@@ -864,6 +871,7 @@ mod tests {
             0,
         ));
         respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&after)));
+        each_lv(&fake, &l, &after[2..]);
         let snap = l.thin_snapshot(VG, "pvc-a", "snap-a", TAG);
         respond(&fake, &snap, Output::ok(""));
         // The VG has only 4 MiB free: a COW snapshot would not fit, a thin one needs nothing.
@@ -919,7 +927,7 @@ mod tests {
             // The restore target: a thin volume its LocalVolume asked for.
             thin_row("pvc-r", 32 * MI),
         ];
-        respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs(&rows)));
+        each_lv(&fake, &l, &rows);
         let act = l.lv_change_active(VG, "snap-a", true);
         respond(&fake, &act, Output::ok(""));
         fake.respond_prefix(&["dd", &format!("if=/dev/{VG}/snap-a")], Output::ok(""));
