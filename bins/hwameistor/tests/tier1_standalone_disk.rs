@@ -9,7 +9,9 @@
 //! publication (we format: `canWipe`) and a block publication (the user's data) are written
 //! and read back, the publish rules hold (single writer, delete while published), and after
 //! DeleteVolume only the disk we formatted is wiped; both return to the pool and the wiped
-//! one serves the next volume.
+//! one serves the next volume. The `--demo-raw-disks` volume is deleted directly (REST
+//! `DELETE` of the object, as `kubectl delete ldv` does) while still mounted: the finalizer
+//! holds it until it is unpublished, then the disk is wiped and released the same way.
 
 mod common;
 
@@ -579,9 +581,14 @@ async fn demo_raw_disks_serve_a_raw_disk_volume() {
         .volume
         .unwrap();
     assert_eq!(v.capacity_bytes, GIB as i64);
-    assert_eq!(
-        ldv(&dir, "demo-raw").await.unwrap()["status"]["devPath"],
-        json!(raw_dev)
+    let created = ldv(&dir, "demo-raw").await.unwrap();
+    assert_eq!(created["status"]["devPath"], json!(raw_dev));
+    let ldv_disk = created["status"]["localDiskName"].clone();
+    assert!(
+        created["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("disk.hwameistor.io/volume-protection"))),
+        "{created}"
     );
     let mnt = dir.join("pod/mount");
     c.node
@@ -590,9 +597,61 @@ async fn demo_raw_disks_serve_a_raw_disk_volume() {
         .expect("publish demo-raw");
     std::fs::write(mnt.join("hello"), b"raw disk\n").unwrap();
     assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"raw disk\n");
+
+    // Delete the object itself (REST DELETE, what `kubectl delete ldv` does) while it is
+    // still published: the finalizer holds it, nothing is touched and the annotation says why.
+    let api =
+        hwameistor_cli::Client::new(server.url.clone(), None, Duration::from_secs(10)).unwrap();
+    api.call(
+        reqwest::Method::DELETE,
+        "/apis/hwameistor.io/v1alpha1/localdiskvolumes/demo-raw",
+        &[],
+        None,
+    )
+    .await
+    .expect("DELETE the LocalDiskVolume");
+    let target = mnt.display().to_string();
+    let held = wait_json(
+        &dir,
+        &["get", "ldv", "demo-raw", "-o", "json"],
+        "deletion blocked while published",
+        |v| {
+            v["metadata"]["annotations"]["disk.hwameistor.io/delete-blocked"]
+                .as_str()
+                .is_some_and(|m| m.contains(&target))
+        },
+    )
+    .await;
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    assert_eq!(
+        held["status"]["localDiskName"], ldv_disk,
+        "not released: {held}"
+    );
+    assert!(is_mountpoint(&mnt), "still mounted");
+    assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"raw disk\n");
+    assert_eq!(
+        read_at(&raw_img, 0, 4),
+        b"XFSB",
+        "not wiped while published"
+    );
+    // Unpublished: the node wipes our xfs, releases the disk and the object goes.
     unpublish(&mut c, "demo-raw", &mnt).await;
-    delete(&mut c, "demo-raw").await.expect("delete demo-raw");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ldv(&dir, "demo-raw").await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "demo-raw not deleted after unpublish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_ne!(read_at(&raw_img, 0, 4), b"XFSB", "our xfs was wiped");
+    wait_json(
+        &dir,
+        &["get", "ldn", NODE, "-o", "json"],
+        "the raw demo disk free again",
+        |v| hdd_pool(v)["freeVolumeCount"] == 1,
+    )
+    .await;
 
     let status = server.stop(Signal::SIGTERM);
     assert!(status.success(), "exit status {status}");

@@ -148,6 +148,10 @@ pub const FINALIZER_LVG_PROTECTION: &str = "hwameistor.io/localvolumegroup-prote
 pub const FINALIZER_RESTORING_PROTECTION: &str = "provisioner.hwameistor.io/restoring-protection";
 pub const FINALIZER_SYNC_JOB_PROTECT: &str = "hwameistor.io/sync-job-protect";
 pub const FINALIZER_EVICTION_PROTECT: &str = "hwameistor.io/eviction-protect";
+/// Ours (the original has none): a LocalDiskVolume keeps this finalizer while it holds a disk,
+/// so deleting the object directly (not through CSI DeleteVolume) still waits until the node
+/// has released the disk (and wiped it if we formatted it).
+pub const FINALIZER_DISK_VOLUME_PROTECTION: &str = "disk.hwameistor.io/volume-protection";
 
 // --- StorageClass / VolumeSnapshotClass parameters ---------------------------------------------
 

@@ -74,7 +74,7 @@ pub const ANNOTATION_SMART_REQUEST: &str = "disk.hwameistor.io/smart-check-reque
 /// binding attempt that found nothing.
 pub const ANNOTATION_REJECTED: &str = "disk.hwameistor.io/rejected-disks";
 /// Namespace of the Kubernetes Events about cluster-scoped disk objects.
-pub const EVENT_NAMESPACE: &str = "default";
+pub use crate::event::EVENT_NAMESPACE;
 
 /// Errors of the disk reconcilers and operations.
 #[derive(Debug, Error)]

@@ -12,5 +12,6 @@
 //!   cluster; LocalVolume placement and lifecycle, LocalVolumeExpand, node liveness.
 
 pub mod disk;
+pub mod event;
 pub mod snapshot;
 pub mod volume;

@@ -14,16 +14,15 @@ use hwameistor_core::disk::{
 };
 use hwameistor_core::types::{ClaimPhase, DiskOwner, DiskType, LocalDiskState, NodeState};
 use hwameistor_store::{Object, Objects, Store};
-use k8s_openapi::api::core::v1::{Event as KubeEvent, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ANNOTATION_HEARTBEAT, ANNOTATION_REJECTED, EVENT_NAMESPACE, Error, Result, StoreCtx, age_secs,
-};
+use crate::event::object_ref;
+
+use super::{ANNOTATION_HEARTBEAT, ANNOTATION_REJECTED, Error, Result, StoreCtx, age_secs};
 
 /// Settings of the cluster side.
 #[derive(Debug, Clone)]
@@ -300,23 +299,13 @@ pub fn claim_criteria(ldc: &LocalDiskClaim) -> ClaimCriteria {
 }
 
 fn claim_ref(ldc: &LocalDiskClaim) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(hwameistor_api::consts::API_VERSION.into()),
-        kind: Some("LocalDiskClaim".into()),
-        name: ldc.metadata.name.clone(),
-        uid: ldc.metadata.uid.clone(),
-        ..Default::default()
-    }
+    object_ref(ldc)
 }
 
 fn disk_ref(ld: &LocalDisk) -> ObjectReference {
     ObjectReference {
-        api_version: Some(hwameistor_api::consts::API_VERSION.into()),
-        kind: Some("LocalDisk".into()),
-        name: ld.metadata.name.clone(),
-        uid: ld.metadata.uid.clone(),
         resource_version: ld.metadata.resource_version.clone(),
-        ..Default::default()
+        ..object_ref(ld)
     }
 }
 
@@ -519,44 +508,11 @@ async fn record_event(
     reason: &str,
     message: &str,
 ) {
-    let claim = name_of(ldc);
-    let ev_name = format!("{claim}.{}", reason.to_ascii_lowercase());
-    let events = store.namespaced::<KubeEvent>(EVENT_NAMESPACE);
-    let now = Time(jiff::Timestamp::now());
-    let res = match events.get_opt(&ev_name).await {
-        Ok(Some(mut ev)) => {
-            ev.message = Some(message.to_owned());
-            ev.count = Some(ev.count.unwrap_or(1) + 1);
-            ev.last_timestamp = Some(now);
-            events.replace(&ev).await.map(|_| ())
-        }
-        Ok(None) => {
-            let ev = KubeEvent {
-                metadata: ObjectMeta {
-                    name: Some(ev_name.clone()),
-                    namespace: Some(EVENT_NAMESPACE.into()),
-                    ..Default::default()
-                },
-                involved_object: claim_ref(ldc),
-                reason: Some(reason.to_owned()),
-                message: Some(message.to_owned()),
-                type_: Some(type_.to_owned()),
-                count: Some(1),
-                first_timestamp: Some(now.clone()),
-                last_timestamp: Some(now),
-                source: Some(EventSource {
-                    component: Some("local-disk-manager".into()),
-                    host: None,
-                }),
-                ..Default::default()
-            };
-            events.create(&ev).await.map(|_| ())
-        }
-        Err(e) => Err(e),
+    let source = crate::event::Source {
+        component: "local-disk-manager",
+        host: None,
     };
-    if let Err(e) = res {
-        tracing::debug!(claim = %claim, error = %e, "could not record event");
-    }
+    crate::event::record_event(store, claim_ref(ldc), source, type_, reason, message).await;
 }
 
 /// Set each LocalDiskNode Ready/Offline from its heartbeat age (Maintain is kept).

@@ -18,11 +18,18 @@
 //!   CSI backend treats any state past `Creating` as a usable volume.) This covers the
 //!   window in which the LocalDiskNode pool report (written every heartbeat) still shows a
 //!   disk that a volume has just taken.
-//! - **ToBeDeleted** (or a deletion timestamp): once `status.mountPoints` is empty, the disk
-//!   is wiped with `wipefs -a <dev>` only if `spec.canWipe` (the CSI node service formatted
+//! - **The finalizer** [`FINALIZER_DISK_VOLUME_PROTECTION`] is put on the volume before it
+//!   takes a disk (and on any volume found holding a disk without it), so the object cannot
+//!   vanish while it holds one: deleting it directly (`kubectl delete ldv`, REST `DELETE`)
+//!   only sets its deletion timestamp, and the node then does exactly what it does for a CSI
+//!   DeleteVolume (below) before it removes the finalizer.
+//! - **ToBeDeleted** (or a deletion timestamp): while `status.mountPoints` lists a
+//!   publication nothing is touched; the node says why in the annotation
+//!   [`ANNOTATION_DELETE_BLOCKED`] and a Warning Event `DeleteBlocked` (once per change of
+//!   the publications). Once `status.mountPoints` is empty, the disk is wiped with `wipefs -a <dev>` only if `spec.canWipe` (the CSI node service formatted
 //!   it) and the disk is still this node's active disk; the disk is released
-//!   (`localDiskName`/`devPath` cleared, state `Deleted`) and the object is deleted, its
-//!   finalizers removed. `Deleted` means "wiped and released": a retry never wipes again.
+//!   (`localDiskName`/`devPath` cleared, state `Deleted`), our finalizer is removed and the
+//!   object deleted. `Deleted` means "wiped and released": a retry never wipes again.
 //!   After a wipe, `blkid -p` confirms the disk is blank and discovery's record of our
 //!   filesystem on it (`spec.partitioned`, hazards) is cleared, so the disk is offered
 //!   again at once. A disk we did not format (a block volume, `canWipe` false) is never
@@ -32,18 +39,25 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use hwameistor_api::consts::FINALIZER_DISK_VOLUME_PROTECTION;
 use hwameistor_api::types::{DiskOwner, DiskType, LocalDiskState, VolumeState};
 use hwameistor_api::{LocalDisk, LocalDiskVolume};
 use hwameistor_exec::{Cmd, SharedRunner};
-use hwameistor_store::Store;
+use hwameistor_store::{Objects, Store};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{ANNOTATION_HAZARDS, Error, Result, StoreCtx};
+use crate::event::{Source, object_ref, record_event};
 
 /// LocalDiskVolume annotation: why the node cannot give the volume a disk (removed once it
 /// has one).
 pub const ANNOTATION_VOLUME_PROBLEM: &str = "disk.hwameistor.io/volume-problem";
+/// LocalDiskVolume annotation: why a requested deletion waits (the volume is still
+/// published); also reported as a Warning Event with reason [`REASON_DELETE_BLOCKED`].
+pub const ANNOTATION_DELETE_BLOCKED: &str = "disk.hwameistor.io/delete-blocked";
+/// Event reason of a deletion that waits for the volume's publications to go.
+pub const REASON_DELETE_BLOCKED: &str = "DeleteBlocked";
 
 /// Run [`reconcile_volumes`] every `interval` until `shutdown`.
 pub async fn run_volume_loop(
@@ -73,6 +87,36 @@ fn name_of<K: kube::Resource>(o: &K) -> String {
 
 fn state_of(v: &LocalDiskVolume) -> VolumeState {
     v.status.as_ref().map(|s| s.state).unwrap_or_default()
+}
+
+fn finalizers(v: &LocalDiskVolume) -> &[String] {
+    v.metadata.finalizers.as_deref().unwrap_or_default()
+}
+
+fn annotation<'a>(v: &'a LocalDiskVolume, key: &str) -> Option<&'a String> {
+    v.metadata.annotations.as_ref().and_then(|a| a.get(key))
+}
+
+fn store_err(op: &'static str, name: &str, source: hwameistor_store::Error) -> Error {
+    Error::Store {
+        op,
+        kind: "LocalDiskVolume",
+        name: name.to_owned(),
+        source,
+    }
+}
+
+/// Put our finalizer on `v` (a merge patch of the whole list: ours appended to what is
+/// there); returns the object as written.
+async fn add_finalizer(
+    lds: &Objects<LocalDiskVolume>,
+    v: &LocalDiskVolume,
+) -> Result<LocalDiskVolume> {
+    let mut list = finalizers(v).to_vec();
+    list.push(FINALIZER_DISK_VOLUME_PROTECTION.to_owned());
+    lds.patch(&name_of(v), &json!({"metadata": {"finalizers": list}}))
+        .await
+        .ctx("add finalizer", "LocalDiskVolume", &name_of(v))
 }
 
 /// One pass over this node's LocalDiskVolumes. Returns the first error after trying all.
@@ -109,6 +153,13 @@ pub async fn reconcile_volumes(store: &Store, runner: &SharedRunner, node: &str)
             delete_volume(store, runner, node, v, &disks).await
         } else if creating {
             create_volume(store, node, v, &volumes, &disks).await
+        } else if !st.local_disk_name.is_empty()
+            && !finalizers(v)
+                .iter()
+                .any(|f| f == FINALIZER_DISK_VOLUME_PROTECTION)
+        {
+            // a volume that took its disk before we had the finalizer, or written by hand
+            add_finalizer(&store.all(), v).await.map(drop)
         } else {
             Ok(())
         };
@@ -267,7 +318,20 @@ async fn create_volume(
             }
         }
     }
-    let mut new = v.clone();
+    // the finalizer first: from the moment a volume names a disk, a direct delete of the
+    // object must wait for the node to release (and maybe wipe) that disk
+    let mut new = if finalizers(v)
+        .iter()
+        .any(|f| f == FINALIZER_DISK_VOLUME_PROTECTION)
+    {
+        v.clone()
+    } else {
+        let written = add_finalizer(&lds, v).await?;
+        if written.metadata.deletion_timestamp.is_some() || state_of(&written) != state_of(v) {
+            return Ok(()); // changed meanwhile (a deletion request): the next pass decides
+        }
+        written
+    };
     let st = new.status.get_or_insert_with(Default::default);
     st.local_disk_name = dname.clone();
     st.dev_path = ld.spec.device_path.clone();
@@ -279,12 +343,7 @@ async fn create_volume(
         Ok(_) => {}
         Err(e) if e.is_conflict() => return Ok(()),
         Err(source) => {
-            return Err(Error::Store {
-                op: "update status",
-                kind: "LocalDiskVolume",
-                name: vname,
-                source,
-            });
+            return Err(store_err("update status", &vname, source));
         }
     }
     if v.metadata
@@ -353,11 +412,10 @@ async fn delete_volume(
 ) -> Result<()> {
     let vname = name_of(v);
     let st = v.status.clone().unwrap_or_default();
-    if !st.mount_points.is_empty() {
-        tracing::debug!(volume = %vname, mounts = st.mount_points.len(), "raw-disk volume still mounted; deletion waits");
-        return Ok(());
-    }
     let lds = store.all::<LocalDiskVolume>();
+    if !st.mount_points.is_empty() {
+        return delete_blocked(store, node, v, &st.mount_points).await;
+    }
     if st.state != VolumeState::Deleted {
         if v.spec.can_wipe && !st.local_disk_name.is_empty() {
             // wipe the disk by identity: its current device path, only while it is ours
@@ -399,47 +457,87 @@ async fn delete_volume(
             Err(e) if e.is_conflict() => return Ok(()),
             Err(source) if source.is_not_found() => return Ok(()),
             Err(source) => {
-                return Err(Error::Store {
-                    op: "update status",
-                    kind: "LocalDiskVolume",
-                    name: vname,
-                    source,
-                });
+                return Err(store_err("update status", &vname, source));
             }
         }
     }
-    if v.metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| !f.is_empty())
+    if finalizers(v)
+        .iter()
+        .any(|f| f == FINALIZER_DISK_VOLUME_PROTECTION)
     {
+        let rest: Vec<&String> = finalizers(v)
+            .iter()
+            .filter(|f| *f != FINALIZER_DISK_VOLUME_PROTECTION)
+            .collect();
+        let rest = if rest.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(rest)
+        };
         match lds
-            .patch(&vname, &json!({"metadata": {"finalizers": null}}))
+            .patch(&vname, &json!({"metadata": {"finalizers": rest}}))
             .await
         {
             Ok(_) => {}
             Err(e) if e.is_not_found() => return Ok(()),
-            Err(source) => {
-                return Err(Error::Store {
-                    op: "remove finalizers",
-                    kind: "LocalDiskVolume",
-                    name: vname,
-                    source,
-                });
-            }
+            Err(source) => return Err(store_err("remove finalizer", &vname, source)),
         }
     }
     match lds.delete(&vname).await {
         Ok(_) => tracing::info!(volume = %vname, "raw-disk volume deleted"),
         Err(e) if e.is_not_found() => {}
         Err(source) => {
-            return Err(Error::Store {
-                op: "delete",
-                kind: "LocalDiskVolume",
-                name: vname,
-                source,
-            });
+            return Err(store_err("delete", &vname, source));
         }
     }
+    Ok(())
+}
+
+/// A deletion was asked for (CSI DeleteVolume or a direct delete) while the volume is still
+/// published: touch nothing, say why in [`ANNOTATION_DELETE_BLOCKED`] and a Warning Event
+/// (both only when the publications change, so a waiting volume does not flood events).
+async fn delete_blocked(
+    store: &Store,
+    node: &str,
+    v: &LocalDiskVolume,
+    mounts: &[hwameistor_api::MountPoint],
+) -> Result<()> {
+    let vname = name_of(v);
+    let targets: Vec<&str> = mounts.iter().map(|m| m.target_path.as_str()).collect();
+    let message = format!(
+        "deletion waits: the volume is still published at {}; unpublish it (NodeUnpublishVolume, \
+         hwameictl volume unmount) and the disk is released",
+        targets.join(", ")
+    );
+    tracing::debug!(volume = %vname, mounts = mounts.len(), "raw-disk volume still mounted; deletion waits");
+    if annotation(v, ANNOTATION_DELETE_BLOCKED) == Some(&message) {
+        return Ok(());
+    }
+    match store
+        .all::<LocalDiskVolume>()
+        .patch(
+            &vname,
+            &json!({"metadata": {"annotations": {ANNOTATION_DELETE_BLOCKED: message}}}),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(source) => return Err(store_err("annotate", &vname, source)),
+    }
+    tracing::warn!(volume = %vname, %message, "raw-disk volume deletion blocked");
+    let source = Source {
+        component: "local-disk-manager",
+        host: Some(node),
+    };
+    record_event(
+        store,
+        object_ref(v),
+        source,
+        "Warning",
+        REASON_DELETE_BLOCKED,
+        &message,
+    )
+    .await;
     Ok(())
 }

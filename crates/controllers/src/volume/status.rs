@@ -18,14 +18,13 @@ use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeReplica, LocalVol
 use hwameistor_core::placement::{CapacityLedger, PlacementError};
 use hwameistor_core::snapshot::{VolumeDeleteCheck, VolumeSnapshotRef, volume_delete_check};
 use hwameistor_store::Store;
-use k8s_openapi::api::core::v1::{Event as KubeEvent, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::json;
 
 use super::Result;
 use super::cluster::build_ledger;
 use super::util::{StoreExt, now_time};
-use crate::disk::EVENT_NAMESPACE;
+use crate::event::object_ref;
 
 /// Condition type of placement.
 pub const CONDITION_SCHEDULED: &str = "Scheduled";
@@ -293,50 +292,11 @@ pub async fn deletion_may_proceed(store: &Store, lv: &LocalVolume) -> Result<boo
 
 /// Record (or bump) the Kubernetes Event `<volume>.<reason>`; failures are only logged.
 async fn record_event(store: &Store, lv: &LocalVolume, type_: &str, reason: &str, message: &str) {
-    let volume = lv.metadata.name.clone().unwrap_or_default();
-    let ev_name = format!("{volume}.{}", reason.to_ascii_lowercase());
-    let events = store.namespaced::<KubeEvent>(EVENT_NAMESPACE);
-    let now = Time(jiff::Timestamp::now());
-    let res = match events.get_opt(&ev_name).await {
-        Ok(Some(mut ev)) => {
-            ev.message = Some(message.to_owned());
-            ev.count = Some(ev.count.unwrap_or(1) + 1);
-            ev.last_timestamp = Some(now);
-            events.replace(&ev).await.map(|_| ())
-        }
-        Ok(None) => {
-            let ev = KubeEvent {
-                metadata: ObjectMeta {
-                    name: Some(ev_name.clone()),
-                    namespace: Some(EVENT_NAMESPACE.into()),
-                    ..Default::default()
-                },
-                involved_object: ObjectReference {
-                    api_version: Some(hwameistor_api::consts::API_VERSION.into()),
-                    kind: Some("LocalVolume".into()),
-                    name: Some(volume.clone()),
-                    uid: lv.metadata.uid.clone(),
-                    ..Default::default()
-                },
-                reason: Some(reason.to_owned()),
-                message: Some(message.to_owned()),
-                type_: Some(type_.to_owned()),
-                count: Some(1),
-                first_timestamp: Some(now.clone()),
-                last_timestamp: Some(now),
-                source: Some(EventSource {
-                    component: Some("local-storage".into()),
-                    host: None,
-                }),
-                ..Default::default()
-            };
-            events.create(&ev).await.map(|_| ())
-        }
-        Err(e) => Err(e),
+    let source = crate::event::Source {
+        component: "local-storage",
+        host: None,
     };
-    if let Err(e) = res {
-        tracing::debug!(%volume, error = %e, "could not record event");
-    }
+    crate::event::record_event(store, object_ref(lv), source, type_, reason, message).await;
 }
 
 #[cfg(test)]

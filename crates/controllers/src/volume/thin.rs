@@ -37,13 +37,14 @@ use hwameistor_core::placement::{PoolReport, ledger_pool, thin_pool_report};
 use hwameistor_core::snapshot::{ThinPool, parse_ratio};
 use hwameistor_core::types::{PoolClass, ThinPoolClaimPhase};
 use hwameistor_engine::{THIN_POOL_LV, ThinPoolInfo, ThinPoolRequest};
-use k8s_openapi::api::core::v1::{Event as KubeEvent, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::{Action, Controller};
 use serde_json::json;
 
 use super::util::{StoreExt, controller_for, now_time};
 use super::{Error, NodeCtx, Result};
+use crate::event::object_ref;
 
 /// How soon a failed claim is tried again.
 pub const FAILED_RETRY: Duration = Duration::from_secs(30);
@@ -51,7 +52,7 @@ pub const FAILED_RETRY: Duration = Duration::from_secs(30);
 /// removed by hand).
 pub const CONSUMED_RESYNC: Duration = Duration::from_secs(300);
 /// Namespace of the Kubernetes Events we record.
-pub const EVENT_NAMESPACE: &str = "default";
+pub use crate::event::EVENT_NAMESPACE;
 
 const GIB: u64 = 1 << 30;
 
@@ -116,16 +117,6 @@ pub fn controller(ctx: &NodeCtx) -> Controller<ThinPoolClaim> {
     controller_for(ctx.store.all::<ThinPoolClaim>())
 }
 
-fn claim_ref(c: &ThinPoolClaim) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(hwameistor_api::consts::API_VERSION.into()),
-        kind: Some("ThinPoolClaim".into()),
-        name: c.metadata.name.clone(),
-        uid: c.metadata.uid.clone(),
-        ..Default::default()
-    }
-}
-
 fn lsn_ref(node: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some(hwameistor_api::consts::API_VERSION.into()),
@@ -135,7 +126,7 @@ fn lsn_ref(node: &str) -> ObjectReference {
     }
 }
 
-/// Record (or bump) a Kubernetes Event; failures are only logged.
+/// Record (or bump) a Kubernetes Event from this node agent; failures are only logged.
 async fn record_event(
     ctx: &NodeCtx,
     object: ObjectReference,
@@ -143,44 +134,11 @@ async fn record_event(
     reason: &str,
     message: &str,
 ) {
-    let obj = object.name.clone().unwrap_or_default();
-    let ev_name = format!("{obj}.{}", reason.to_ascii_lowercase());
-    let events = ctx.store.namespaced::<KubeEvent>(EVENT_NAMESPACE);
-    let now = Time(jiff::Timestamp::now());
-    let res = match events.get_opt(&ev_name).await {
-        Ok(Some(mut ev)) => {
-            ev.message = Some(message.to_owned());
-            ev.count = Some(ev.count.unwrap_or(1) + 1);
-            ev.last_timestamp = Some(now);
-            events.replace(&ev).await.map(|_| ())
-        }
-        Ok(None) => {
-            let ev = KubeEvent {
-                metadata: ObjectMeta {
-                    name: Some(ev_name.clone()),
-                    namespace: Some(EVENT_NAMESPACE.into()),
-                    ..Default::default()
-                },
-                involved_object: object,
-                reason: Some(reason.to_owned()),
-                message: Some(message.to_owned()),
-                type_: Some(type_.to_owned()),
-                count: Some(1),
-                first_timestamp: Some(now.clone()),
-                last_timestamp: Some(now),
-                source: Some(EventSource {
-                    component: Some("local-storage".into()),
-                    host: Some(ctx.cfg.node_name.clone()),
-                }),
-                ..Default::default()
-            };
-            events.create(&ev).await.map(|_| ())
-        }
-        Err(e) => Err(e),
+    let source = crate::event::Source {
+        component: "local-storage",
+        host: Some(&ctx.cfg.node_name),
     };
-    if let Err(e) = res {
-        tracing::debug!(object = %obj, error = %e, "could not record event");
-    }
+    crate::event::record_event(&ctx.store, object, source, type_, reason, message).await;
 }
 
 /// Create or grow the thin pool a ThinPoolClaim of this node asks for; phase `Consumed` or
@@ -250,7 +208,7 @@ pub async fn reconcile_thin_pool_claim(
                 tracing::info!(claim = %name, %pool, %message, "thin pool claim consumed");
                 record_event(
                     &ctx,
-                    claim_ref(&claim),
+                    object_ref(&*claim),
                     "Normal",
                     "ThinPoolClaimSucceed",
                     &message,
@@ -272,7 +230,7 @@ pub async fn reconcile_thin_pool_claim(
                 tracing::warn!(claim = %name, %pool, %message, "thin pool claim failed");
                 record_event(
                     &ctx,
-                    claim_ref(&claim),
+                    object_ref(&*claim),
                     "Warning",
                     "ThinPoolClaimFail",
                     &message,
