@@ -100,6 +100,12 @@ fi
 
 DIR=/tmp/bench-lvm
 mkdir -p "$DIR"
+# The server log and the lvm trace go to the run directory (read-write 9p, readable from the
+# host while the guest runs: tests/vm/run/<id>/bench/); the store stays on the guest's /tmp.
+LOGS=$DIR
+if [ -n "${VM_MONITOR_DIR:-}" ] && mkdir -p "${VM_MONITOR_DIR%/monitor}/bench" 2> /dev/null; then
+  LOGS=${VM_MONITOR_DIR%/monitor}/bench
+fi
 if [ "$VM_TEST_BENCH_TRACE" = 1 ]; then
   # Shims first in PATH: every lvm command the server runs is timed into $DIR/lvm-trace.
   mkdir -p /tmp/lvm-shim
@@ -111,7 +117,7 @@ if [ "$VM_TEST_BENCH_TRACE" = 1 ]; then
 t0=\$(date +%s%N)
 $real "\$@"
 rc=\$?
-echo "$c \$(( (\$(date +%s%N) - t0) / 1000000 )) \$rc \$*" >> $DIR/lvm-trace
+echo "$c \$(( (\$(date +%s%N) - t0) / 1000000 )) \$rc \$(( t0 / 1000000 )) \$*" >> $LOGS/lvm-trace
 exit \$rc
 EOF
     chmod +x "/tmp/lvm-shim/$c"
@@ -120,7 +126,7 @@ EOF
 fi
 echo "bench-lvm: disks $D1 $D2 ($(numfmt --to=iec "$VM_DISK_SIZE") each), $(nproc) vCPU"
 HWAMEISTOR_LOG=${HWAMEISTOR_LOG:-info} "$BIN/hwameistor" standalone --data-dir "$DIR" \
-  --listen 127.0.0.1:0 --engine lvm --disk "$D1" --disk "$D2" > "$DIR/server.log" 2>&1 &
+  --listen 127.0.0.1:0 --engine lvm --disk "$D1" --disk "$D2" > "$LOGS/server.log" 2>&1 &
 SERVER=$!
 stop() {
   kill -TERM "$SERVER" 2> /dev/null && wait "$SERVER"
@@ -130,7 +136,7 @@ t0=$(now)
 until [ -s "$DIR/server.json" ]; do
   if ! kill -0 "$SERVER" 2> /dev/null || [ "$(sub "$(now)" "$t0" | cut -d. -f1)" -gt 180 ]; then
     echo "bench-lvm: the server did not start; log:" >&2
-    tail -50 "$DIR/server.log" >&2
+    tail -50 "$LOGS/server.log" >&2
     exit 1
   fi
   sleep 0.5
@@ -141,14 +147,14 @@ echo "bench-lvm: server up after $(sub "$(now)" "$t0") s"
 RC=$?
 if [ "$RC" != 0 ]; then
   echo "bench-lvm: csi_bench failed ($RC); server log tail:" >&2
-  tail -40 "$DIR/server.log" >&2
+  tail -40 "$LOGS/server.log" >&2
 fi
 stop
 trap - EXIT
-if [ -s "$DIR/lvm-trace" ]; then
+if [ -s "$LOGS/lvm-trace" ]; then
   echo "lvm commands run by the server (count, total s, mean s, max s):"
   awk '{ n[$1]++; t[$1] += $2; if ($2 > m[$1]) m[$1] = $2 }
        END { for (c in n) printf "  %-10s %5d %8.1f %6.3f %6.3f\n", c, n[c], t[c] / 1000, t[c] / n[c] / 1000, m[c] / 1000 }' \
-    "$DIR/lvm-trace" | sort -k3 -n -r
+    "$LOGS/lvm-trace" | sort -k3 -n -r
 fi
 exit "$RC"

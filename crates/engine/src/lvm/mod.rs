@@ -22,7 +22,9 @@
 //!   a `vgs` read at most [`VG_FACTS_TTL`] old and kept current by our own creates; any other
 //!   command that changes something (ours, any pool) drops them, and an early "not enough
 //!   space" from them is checked against a fresh `vgs` before it is reported. Single-LV
-//!   lookups read `lvs <vg>/<lv>`, not every LV of the VG.
+//!   lookups read `lvs <vg>/<lv>`, not every LV of the VG. Listings (`pvs`, `vgs`, `lvs` of a
+//!   VG or all) are reused for [`REPORT_TTL`] while none of our commands changed anything,
+//!   so one pass of the node agent's pool report runs each of them once.
 //! - Snapshots are read-only copy-on-write LVs (`lvcreate -s`), restored by copying the
 //!   snapshot into a new LV (`dd`), rolled back by `lvconvert --merge --background` (progress: [`merge`]).
 //! - Thin provisioning ([`thin`]): one thin pool `LocalStorage_ThinPool` per VG on request,
@@ -75,6 +77,20 @@ pub struct LvmEngine {
     mutations: AtomicU64,
     /// Facts of our VGs for a burst of creates ([`VG_FACTS_TTL`]).
     vg_facts: std::sync::Mutex<HashMap<String, VgFacts>>,
+    /// Recent report outputs by argv ([`REPORT_TTL`]).
+    reports: std::sync::Mutex<HashMap<Vec<String>, Report>>,
+}
+
+/// How long the output of a report is reused by the reads that follow (see
+/// [`LvmEngine::report`]).
+pub const REPORT_TTL: Duration = Duration::from_secs(1);
+
+/// The output of a report command and when, in terms of our mutations, it was taken.
+#[derive(Debug, Clone)]
+struct Report {
+    output: String,
+    generation: u64,
+    started: Instant,
 }
 
 /// A `vgs` row of one of our VGs, valid while no command but our own creates changed anything.
@@ -121,6 +137,7 @@ impl LvmEngine {
             locks: Default::default(),
             mutations: AtomicU64::new(0),
             vg_facts: Default::default(),
+            reports: Default::default(),
         }
     }
 
@@ -239,6 +256,36 @@ impl LvmEngine {
             .map_err(|e| Error::command(op, ctx, e))
     }
 
+    /// Run a report (`pvs`, `vgs`, `lvs` of a VG or of all): the output of the same report
+    /// is reused for [`REPORT_TTL`] while none of our commands changed anything since it
+    /// started, so the reads of one pass of the node agent (pools, thin pools, orphans) run
+    /// each report once. Single-LV lookups ([`Self::lv`]) are never reused.
+    async fn report(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
+        let key = cmd.argv();
+        let generation = self.generation();
+        let started = Instant::now();
+        if let Some(r) = self.reports().get(&key)
+            && r.generation == generation
+            && r.started.elapsed() < REPORT_TTL
+        {
+            return Ok(r.output.clone());
+        }
+        let output = self.run(op, ctx, cmd).await?;
+        self.reports().insert(
+            key,
+            Report {
+                output: output.clone(),
+                generation,
+                started,
+            },
+        );
+        Ok(output)
+    }
+
+    fn reports(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, Report>> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Run a command that creates `name`; "already exists" counts as done (the caller reads
     /// the LV back and decides whether it is the one asked for).
     async fn run_create(&self, op: &'static str, pool: &str, name: &str, cmd: Cmd) -> Result<()> {
@@ -249,14 +296,14 @@ impl LvmEngine {
     }
 
     async fn pvs(&self, op: &'static str) -> Result<Vec<PvReport>> {
-        let out = self.run(op, Context::default(), self.lvm.pvs()).await?;
+        let out = self.report(op, Context::default(), self.lvm.pvs()).await?;
         report::parse_pvs(&out).map_err(|e| parse_err(op, Context::default(), "pvs", e))
     }
 
     /// Our VG named `pool`, `None` if absent; a Conflict if it exists without our tag.
     async fn our_vg(&self, op: &'static str, pool: &str) -> Result<Option<VgReport>> {
         let out = self
-            .run(op, Context::pool(pool), self.lvm.vgs(None))
+            .report(op, Context::pool(pool), self.lvm.vgs(None))
             .await?;
         let vgs =
             report::parse_vgs(&out).map_err(|e| parse_err(op, Context::pool(pool), "vgs", e))?;
@@ -285,7 +332,9 @@ impl LvmEngine {
     }
 
     async fn our_vgs(&self, op: &'static str) -> Result<Vec<VgReport>> {
-        let out = self.run(op, Context::default(), self.lvm.vgs(None)).await?;
+        let out = self
+            .report(op, Context::default(), self.lvm.vgs(None))
+            .await?;
         let vgs =
             report::parse_vgs(&out).map_err(|e| parse_err(op, Context::default(), "vgs", e))?;
         Ok(vgs
@@ -297,7 +346,7 @@ impl LvmEngine {
     /// All LVs (ours or not) of `vg`, or of every VG.
     async fn all_lvs(&self, op: &'static str, vg: Option<&str>) -> Result<Vec<LvReport>> {
         let ctx = vg.map(Context::pool).unwrap_or_default();
-        match self.run(op, ctx.clone(), self.lvm.lvs(vg)).await {
+        match self.report(op, ctx.clone(), self.lvm.lvs(vg)).await {
             Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e)),
             Err(Error::Command { source, .. })
                 if vg.is_some() && stderr_has(&source, "not found") =>

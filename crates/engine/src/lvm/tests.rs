@@ -871,3 +871,37 @@ async fn snapshot_create_and_rollback_commands() {
         ]
     );
 }
+
+#[tokio::test]
+async fn reports_are_reused_briefly_until_we_change_something() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-1", 8 * MI, "-wi-a-----")]);
+    respond(&fake, &l.lvs(None), Output::ok(lvs_json(&[])));
+    // One pass of the node agent: pools, then orphans: each report runs once.
+    e.list_pools().await.unwrap();
+    e.pool_info(VG).await.unwrap();
+    e.list_volumes(None).await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 1);
+    assert_eq!(count(&fake, "pvs "), 1);
+    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 1);
+    // Single-LV lookups are never reused.
+    e.stat_volume(VG, "pvc-1").await.unwrap();
+    e.stat_volume(VG, "pvc-1").await.unwrap();
+    assert_eq!(ran(&fake, &l.lvs_one(VG, "pvc-1")), 2);
+    // Any command of ours that may change something makes them stale.
+    respond(
+        &fake,
+        &l.lv_change_active(VG, "pvc-1", false),
+        Output::ok(""),
+    );
+    e.deactivate_volume(VG, "pvc-1").await.unwrap();
+    e.list_pools().await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 2);
+    // So does age.
+    for r in e.reports().values_mut() {
+        r.started -= REPORT_TTL;
+    }
+    e.list_pools().await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 3);
+}
