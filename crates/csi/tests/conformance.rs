@@ -7,11 +7,12 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::req::*;
 use common::*;
 use hwameistor_core::types::PoolClass;
 use hwameistor_csi::Driver;
+use hwameistor_csi::proto::volume_capability::AccessMode;
 use hwameistor_csi::proto::volume_capability::access_mode::Mode;
-use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use hwameistor_csi::proto::*;
 use tonic::Code;
 
@@ -19,63 +20,21 @@ const LVM_KEY: &str = "topology.lvm.hwameistor.io/node";
 const DISK_KEY: &str = "topology.disk.hwameistor.io/node";
 
 fn mount_cap(mode: Mode) -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: "xfs".into(),
-            ..Default::default()
-        })),
-    }
-}
-
-fn block_cap(mode: Mode) -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(AccessType::Block(BlockVolume {})),
-    }
-}
-
-fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn topo(key: &str, node: &str) -> Topology {
-    Topology {
-        segments: [(key.to_string(), node.to_string())].into(),
-    }
-}
-
-fn wffc(key: &str, node: &str) -> Option<TopologyRequirement> {
-    Some(TopologyRequirement {
-        requisite: vec![topo(key, node)],
-        preferred: vec![topo(key, node)],
-    })
+    fs_cap(mode, "xfs")
 }
 
 fn lvm_create(name: &str, bytes: i64) -> CreateVolumeRequest {
-    CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![mount_cap(Mode::SingleNodeWriter)],
-        parameters: params(&[
+    create_req(
+        name,
+        bytes,
+        mount_cap(Mode::SingleNodeWriter),
+        params(&[
             ("poolClass", "HDD"),
             ("replicaNumber", "1"),
             ("csi.storage.k8s.io/fstype", "xfs"),
         ]),
-        accessibility_requirements: wffc(LVM_KEY, "node1"),
-        ..Default::default()
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
-    let s = r.expect_err("expected an error");
-    (s.code(), s.message().to_string())
+        wffc(LVM_KEY, "node1"),
+    )
 }
 
 async fn lvm() -> Harness {
@@ -253,15 +212,15 @@ async fn create_volume_success_and_idempotency() {
     other_class
         .parameters
         .insert("poolClass".into(), "SSD".into());
-    assert_eq!(
-        code(h.controller.create_volume(other_class).await).0,
-        Code::AlreadyExists
+    fails(
+        h.controller.create_volume(other_class).await,
+        Code::AlreadyExists,
     );
     let mut other_node = lvm_create("pvc-1", 1_000_000_000);
     other_node.accessibility_requirements = wffc(LVM_KEY, "node2");
-    assert_eq!(
-        code(h.controller.create_volume(other_node).await).0,
-        Code::AlreadyExists
+    fails(
+        h.controller.create_volume(other_node).await,
+        Code::AlreadyExists,
     );
     h.stop().await;
 }
@@ -441,10 +400,7 @@ async fn immediate_binding_places_on_the_emptiest_node_and_ha_uses_two() {
     let mut r = lvm_create("ha-ssd", GIB as i64);
     r.parameters
         .extend(params(&[("replicaNumber", "2"), ("poolClass", "SSD")]));
-    assert_eq!(
-        code(h.controller.create_volume(r).await).0,
-        Code::ResourceExhausted
-    );
+    fails(h.controller.create_volume(r).await, Code::ResourceExhausted);
     // A node that is not Ready is not used.
     h.backend.set_node_ready("node2", false);
     let mut r = lvm_create("imm2", GIB as i64);
@@ -495,8 +451,10 @@ async fn concurrent_operation_on_the_same_volume_is_aborted() {
     let first = tokio::spawn(async move { c1.create_volume(lvm_create("slow", GIB as i64)).await });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut c2 = h.controller.clone();
-    let (c, m) = code(c2.create_volume(lvm_create("slow", GIB as i64)).await);
-    assert_eq!(c, Code::Aborted, "{m}");
+    fails(
+        c2.create_volume(lvm_create("slow", GIB as i64)).await,
+        Code::Aborted,
+    );
     let (c, _) = code(
         c2.delete_volume(DeleteVolumeRequest {
             volume_id: "slow".into(),
@@ -506,8 +464,7 @@ async fn concurrent_operation_on_the_same_volume_is_aborted() {
     );
     assert_eq!(c, Code::Aborted);
     // The first call gives up waiting with UNAVAILABLE (the CO retries).
-    let (c, m) = code(first.await.unwrap());
-    assert_eq!(c, Code::Unavailable, "{m}");
+    fails(first.await.unwrap(), Code::Unavailable);
     h.stop().await;
 }
 
@@ -532,9 +489,9 @@ async fn delete_volume() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        code(h.controller.delete_volume(del("d1")).await).0,
-        Code::FailedPrecondition
+    fails(
+        h.controller.delete_volume(del("d1")).await,
+        Code::FailedPrecondition,
     );
     h.controller
         .controller_unpublish_volume(ControllerUnpublishVolumeRequest {
@@ -553,8 +510,10 @@ async fn delete_volume() {
         })
         .await
         .unwrap();
-    let (c, m) = code(h.controller.delete_volume(del("d1")).await);
-    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    let m = fails(
+        h.controller.delete_volume(del("d1")).await,
+        Code::FailedPrecondition,
+    );
     assert!(
         m.contains("volume d1 has 1 snapshot(s): s1; delete them first"),
         "names the snapshots: {m}"
@@ -575,9 +534,9 @@ async fn delete_volume() {
     );
     // Idempotent: unknown volume is OK.
     h.controller.delete_volume(del("d1")).await.unwrap();
-    assert_eq!(
-        code(h.controller.delete_volume(del("")).await).0,
-        Code::InvalidArgument
+    fails(
+        h.controller.delete_volume(del("")).await,
+        Code::InvalidArgument,
     );
     h.stop().await;
 }
@@ -616,47 +575,25 @@ async fn controller_publish_and_unpublish() {
         .await
         .unwrap();
     // Elsewhere while published: refused.
-    assert_eq!(
-        code(
+    // ... unknown volume or node, no node: refused.
+    for (vol, node, want) in [
+        ("p1", "node2", Code::FailedPrecondition),
+        ("nope", "node1", Code::NotFound),
+        ("p1", "ghost", Code::NotFound),
+        ("p1", "", Code::InvalidArgument),
+    ] {
+        fails(
             h.controller
-                .controller_publish_volume(publish("p1", "node2"))
-                .await
-        )
-        .0,
-        Code::FailedPrecondition
-    );
-    assert_eq!(
-        code(
-            h.controller
-                .controller_publish_volume(publish("nope", "node1"))
-                .await
-        )
-        .0,
-        Code::NotFound
-    );
-    assert_eq!(
-        code(
-            h.controller
-                .controller_publish_volume(publish("p1", "ghost"))
-                .await
-        )
-        .0,
-        Code::NotFound
-    );
+                .controller_publish_volume(publish(vol, node))
+                .await,
+            want,
+        );
+    }
     let mut r = publish("p1", "node1");
     r.volume_capability = None;
-    assert_eq!(
-        code(h.controller.controller_publish_volume(r).await).0,
-        Code::InvalidArgument
-    );
-    assert_eq!(
-        code(
-            h.controller
-                .controller_publish_volume(publish("p1", ""))
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.controller.controller_publish_volume(r).await,
+        Code::InvalidArgument,
     );
     let unpublish = |vol: &str, node: &str| ControllerUnpublishVolumeRequest {
         volume_id: vol.into(),
@@ -681,24 +618,18 @@ async fn controller_publish_and_unpublish() {
         .controller_unpublish_volume(unpublish("p1", "node1"))
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            h.controller
-                .controller_unpublish_volume(unpublish("nope", "node1"))
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.controller
+            .controller_unpublish_volume(unpublish("nope", "node1"))
+            .await,
+        Code::NotFound,
     );
     // A node without a replica of the volume.
-    assert_eq!(
-        code(
-            h.controller
-                .controller_publish_volume(publish("p1", "node2"))
-                .await
-        )
-        .0,
-        Code::FailedPrecondition
+    fails(
+        h.controller
+            .controller_publish_volume(publish("p1", "node2"))
+            .await,
+        Code::FailedPrecondition,
     );
     h.stop().await;
 }
@@ -745,17 +676,17 @@ async fn validate_list_get_volume() {
         volume_capabilities: vec![mount_cap(Mode::SingleNodeWriter)],
         ..Default::default()
     };
-    assert_eq!(
-        code(h.controller.validate_volume_capabilities(unknown).await).0,
-        Code::NotFound
+    fails(
+        h.controller.validate_volume_capabilities(unknown).await,
+        Code::NotFound,
     );
     let nocaps = ValidateVolumeCapabilitiesRequest {
         volume_id: "l0".into(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.controller.validate_volume_capabilities(nocaps).await).0,
-        Code::InvalidArgument
+    fails(
+        h.controller.validate_volume_capabilities(nocaps).await,
+        Code::InvalidArgument,
     );
 
     // Pagination.
@@ -794,29 +725,23 @@ async fn validate_list_get_volume() {
         token = page.next_token;
     }
     assert_eq!(seen, ["l0", "l1", "l2", "l3", "l4"]);
-    assert_eq!(
-        code(
-            h.controller
-                .list_volumes(ListVolumesRequest {
-                    max_entries: 0,
-                    starting_token: "99".into()
-                })
-                .await
-        )
-        .0,
-        Code::Aborted
+    fails(
+        h.controller
+            .list_volumes(ListVolumesRequest {
+                max_entries: 0,
+                starting_token: "99".into(),
+            })
+            .await,
+        Code::Aborted,
     );
-    assert_eq!(
-        code(
-            h.controller
-                .list_volumes(ListVolumesRequest {
-                    max_entries: -1,
-                    starting_token: String::new()
-                })
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.controller
+            .list_volumes(ListVolumesRequest {
+                max_entries: -1,
+                starting_token: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
     );
 
     let got = h
@@ -831,16 +756,13 @@ async fn validate_list_get_volume() {
     let status = got.status.unwrap();
     assert!(status.published_node_ids.is_empty());
     assert!(!status.volume_condition.unwrap().abnormal);
-    assert_eq!(
-        code(
-            h.controller
-                .controller_get_volume(ControllerGetVolumeRequest {
-                    volume_id: "zz".into()
-                })
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.controller
+            .controller_get_volume(ControllerGetVolumeRequest {
+                volume_id: "zz".into(),
+            })
+            .await,
+        Code::NotFound,
     );
     // A volume that is not ready reports an abnormal condition.
     h.backend
@@ -985,35 +907,29 @@ async fn controller_expand() {
         !r.node_expansion_required,
         "block volumes need no node expansion"
     );
-    assert_eq!(
-        code(
-            h.controller
-                .controller_expand_volume(expand(3 * GIB as i64, 2 * GIB as i64, None))
-                .await
-        )
-        .0,
-        Code::OutOfRange
+    fails(
+        h.controller
+            .controller_expand_volume(expand(3 * GIB as i64, 2 * GIB as i64, None))
+            .await,
+        Code::OutOfRange,
     );
-    assert_eq!(
-        code(
-            h.controller
-                .controller_expand_volume(expand(50 * GIB as i64, 0, None))
-                .await
-        )
-        .0,
-        Code::ResourceExhausted
+    fails(
+        h.controller
+            .controller_expand_volume(expand(50 * GIB as i64, 0, None))
+            .await,
+        Code::ResourceExhausted,
     );
     let mut r = expand(3 * GIB as i64, 0, None);
     r.volume_id = "zz".into();
-    assert_eq!(
-        code(h.controller.controller_expand_volume(r).await).0,
-        Code::NotFound
+    fails(
+        h.controller.controller_expand_volume(r).await,
+        Code::NotFound,
     );
     let mut r = expand(3 * GIB as i64, 0, None);
     r.capacity_range = None;
-    assert_eq!(
-        code(h.controller.controller_expand_volume(r).await).0,
-        Code::InvalidArgument
+    fails(
+        h.controller.controller_expand_volume(r).await,
+        Code::InvalidArgument,
     );
     h.stop().await;
 }
@@ -1063,23 +979,17 @@ async fn snapshots_restore_and_clone() {
         .create_volume(lvm_create("other", GIB as i64))
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            h.controller
-                .create_snapshot(snap("snap-1", "other", &[]))
-                .await
-        )
-        .0,
-        Code::AlreadyExists
+    fails(
+        h.controller
+            .create_snapshot(snap("snap-1", "other", &[]))
+            .await,
+        Code::AlreadyExists,
     );
-    assert_eq!(
-        code(
-            h.controller
-                .create_snapshot(snap("snap-2", "nope", &[]))
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.controller
+            .create_snapshot(snap("snap-2", "nope", &[]))
+            .await,
+        Code::NotFound,
     );
     let (c, m) = code(
         h.controller
@@ -1088,13 +998,13 @@ async fn snapshots_restore_and_clone() {
     );
     assert_eq!(c, Code::InvalidArgument);
     assert!(m.contains("snapsize"), "{m}");
-    assert_eq!(
-        code(h.controller.create_snapshot(snap("", "src", &[])).await).0,
-        Code::InvalidArgument
+    fails(
+        h.controller.create_snapshot(snap("", "src", &[])).await,
+        Code::InvalidArgument,
     );
-    assert_eq!(
-        code(h.controller.create_snapshot(snap("snap-2", "", &[])).await).0,
-        Code::InvalidArgument
+    fails(
+        h.controller.create_snapshot(snap("snap-2", "", &[])).await,
+        Code::InvalidArgument,
     );
 
     h.controller
@@ -1169,10 +1079,7 @@ async fn snapshots_restore_and_clone() {
         required_bytes: 4 << 20,
         limit_bytes: 0,
     });
-    assert_eq!(
-        code(h.controller.create_volume(small).await).0,
-        Code::OutOfRange
-    );
+    fails(h.controller.create_volume(small).await, Code::OutOfRange);
     let mut missing = r.clone();
     missing.name = "missing".into();
     missing.volume_content_source = Some(VolumeContentSource {
@@ -1182,10 +1089,7 @@ async fn snapshots_restore_and_clone() {
             },
         )),
     });
-    assert_eq!(
-        code(h.controller.create_volume(missing).await).0,
-        Code::NotFound
-    );
+    fails(h.controller.create_volume(missing).await, Code::NotFound);
     // Same name, other source: ALREADY_EXISTS.
     let mut other_src = r.clone();
     other_src.volume_content_source = Some(VolumeContentSource {
@@ -1195,9 +1099,9 @@ async fn snapshots_restore_and_clone() {
             },
         )),
     });
-    assert_eq!(
-        code(h.controller.create_volume(other_src).await).0,
-        Code::AlreadyExists
+    fails(
+        h.controller.create_volume(other_src).await,
+        Code::AlreadyExists,
     );
     // Clone of a volume.
     let mut clone = lvm_create("clone", GIB as i64);
@@ -1225,10 +1129,7 @@ async fn snapshots_restore_and_clone() {
             },
         )),
     });
-    assert_eq!(
-        code(h.controller.create_volume(clone).await).0,
-        Code::NotFound
-    );
+    fails(h.controller.create_volume(clone).await, Code::NotFound);
 
     // Delete is idempotent.
     for _ in 0..2 {
@@ -1240,14 +1141,11 @@ async fn snapshots_restore_and_clone() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        code(
-            h.controller
-                .delete_snapshot(DeleteSnapshotRequest::default())
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.controller
+            .delete_snapshot(DeleteSnapshotRequest::default())
+            .await,
+        Code::InvalidArgument,
     );
     h.stop().await;
 }
@@ -1325,20 +1223,17 @@ async fn node_publish_unpublish_and_single_writer() {
         .await
         .unwrap();
     // Same target, incompatible (readonly): ALREADY_EXISTS.
-    assert_eq!(
-        code(
-            h.node
-                .node_publish_volume(node_publish(
-                    "n1",
-                    &t1,
-                    &ctx,
-                    mount_cap(Mode::SingleNodeWriter),
-                    true
-                ))
-                .await
-        )
-        .0,
-        Code::AlreadyExists
+    fails(
+        h.node
+            .node_publish_volume(node_publish(
+                "n1",
+                &t1,
+                &ctx,
+                mount_cap(Mode::SingleNodeWriter),
+                true,
+            ))
+            .await,
+        Code::AlreadyExists,
     );
     // SINGLE_NODE_WRITER allows a second target on the same node.
     h.node
@@ -1399,97 +1294,79 @@ async fn node_publish_unpublish_and_single_writer() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        code(
-            h.node
-                .node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: "zz".into(),
-                    target_path: t1.clone()
-                })
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.node
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: "zz".into(),
+                target_path: t1.clone(),
+            })
+            .await,
+        Code::NotFound,
     );
     // Field validation.
-    assert_eq!(
-        code(
-            h.node
-                .node_publish_volume(node_publish(
-                    "n1",
-                    "",
-                    &ctx,
-                    mount_cap(Mode::SingleNodeWriter),
-                    false
-                ))
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.node
+            .node_publish_volume(node_publish(
+                "n1",
+                "",
+                &ctx,
+                mount_cap(Mode::SingleNodeWriter),
+                false,
+            ))
+            .await,
+        Code::InvalidArgument,
     );
-    assert_eq!(
-        code(
-            h.node
-                .node_publish_volume(node_publish(
-                    "n1",
-                    "relative/path",
-                    &ctx,
-                    mount_cap(Mode::SingleNodeWriter),
-                    false
-                ))
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.node
+            .node_publish_volume(node_publish(
+                "n1",
+                "relative/path",
+                &ctx,
+                mount_cap(Mode::SingleNodeWriter),
+                false,
+            ))
+            .await,
+        Code::InvalidArgument,
     );
-    assert_eq!(
-        code(
-            h.node
-                .node_publish_volume(node_publish(
-                    "",
-                    &t1,
-                    &ctx,
-                    mount_cap(Mode::SingleNodeWriter),
-                    false
-                ))
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.node
+            .node_publish_volume(node_publish(
+                "",
+                &t1,
+                &ctx,
+                mount_cap(Mode::SingleNodeWriter),
+                false,
+            ))
+            .await,
+        Code::InvalidArgument,
     );
     let mut nocap = node_publish("n1", &t1, &ctx, mount_cap(Mode::SingleNodeWriter), false);
     nocap.volume_capability = None;
-    assert_eq!(
-        code(h.node.node_publish_volume(nocap).await).0,
-        Code::InvalidArgument
+    fails(
+        h.node.node_publish_volume(nocap).await,
+        Code::InvalidArgument,
     );
-    assert_eq!(
-        code(
-            h.node
-                .node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: "n1".into(),
-                    target_path: String::new()
-                })
-                .await
-        )
-        .0,
-        Code::InvalidArgument
+    fails(
+        h.node
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: "n1".into(),
+                target_path: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
     );
     // Unknown volume without publish context: NOT_FOUND.
-    assert_eq!(
-        code(
-            h.node
-                .node_publish_volume(node_publish(
-                    "zz",
-                    &t1,
-                    &HashMap::new(),
-                    mount_cap(Mode::SingleNodeWriter),
-                    false
-                ))
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.node
+            .node_publish_volume(node_publish(
+                "zz",
+                &t1,
+                &HashMap::new(),
+                mount_cap(Mode::SingleNodeWriter),
+                false,
+            ))
+            .await,
+        Code::NotFound,
     );
     // Block publish.
     let tb = h.target("pod3/dev");
@@ -1585,26 +1462,20 @@ async fn node_stats_and_expand() {
         volume_path: h.target("nowhere"),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.node.node_get_volume_stats(missing).await).0,
-        Code::NotFound
-    );
+    fails(h.node.node_get_volume_stats(missing).await, Code::NotFound);
     let unknown = NodeGetVolumeStatsRequest {
         volume_id: "zz".into(),
         volume_path: t.clone(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.node.node_get_volume_stats(unknown).await).0,
-        Code::NotFound
-    );
+    fails(h.node.node_get_volume_stats(unknown).await, Code::NotFound);
     let nopath = NodeGetVolumeStatsRequest {
         volume_id: "s1".into(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.node.node_get_volume_stats(nopath).await).0,
-        Code::InvalidArgument
+    fails(
+        h.node.node_get_volume_stats(nopath).await,
+        Code::InvalidArgument,
     );
 
     let ex = |vol: &str, path: &str| NodeExpandVolumeRequest {
@@ -1619,47 +1490,37 @@ async fn node_stats_and_expand() {
         .unwrap()
         .into_inner();
     assert_eq!(r.capacity_bytes, 3 * GIB as i64);
-    assert_eq!(
-        code(
-            h.node
-                .node_expand_volume(ex("s1", &h.target("nowhere")))
-                .await
-        )
-        .0,
-        Code::NotFound
+    fails(
+        h.node
+            .node_expand_volume(ex("s1", &h.target("nowhere")))
+            .await,
+        Code::NotFound,
     );
-    assert_eq!(
-        code(h.node.node_expand_volume(ex("zz", &t)).await).0,
-        Code::NotFound
+    fails(
+        h.node.node_expand_volume(ex("zz", &t)).await,
+        Code::NotFound,
     );
-    assert_eq!(
-        code(h.node.node_expand_volume(ex("s1", "")).await).0,
-        Code::InvalidArgument
+    fails(
+        h.node.node_expand_volume(ex("s1", "")).await,
+        Code::InvalidArgument,
     );
     // Staging is not advertised.
     let stage = NodeStageVolumeRequest {
         volume_id: "s1".into(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.node.node_stage_volume(stage).await).0,
-        Code::Unimplemented
-    );
+    fails(h.node.node_stage_volume(stage).await, Code::Unimplemented);
     h.stop().await;
 }
 
 fn disk_create(name: &str, bytes: i64) -> CreateVolumeRequest {
-    CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![mount_cap(Mode::SingleNodeWriter)],
-        parameters: params(&[("diskType", "SSD"), ("minCap", "10Gi")]),
-        accessibility_requirements: wffc(DISK_KEY, "node1"),
-        ..Default::default()
-    }
+    create_req(
+        name,
+        bytes,
+        mount_cap(Mode::SingleNodeWriter),
+        params(&[("diskType", "SSD"), ("minCap", "10Gi")]),
+        wffc(DISK_KEY, "node1"),
+    )
 }
 
 #[tokio::test]
@@ -1691,10 +1552,7 @@ async fn disk_driver_end_to_end() {
     );
     let mut hdd = disk_create("raw-1", GIB as i64);
     hdd.parameters.insert("diskType".into(), "HDD".into());
-    assert_eq!(
-        code(h.controller.create_volume(hdd).await).0,
-        Code::AlreadyExists
-    );
+    fails(h.controller.create_volume(hdd).await, Code::AlreadyExists);
     let mut r = disk_create("raw-2", GIB as i64);
     r.parameters.remove("diskType");
     let (c, m) = code(h.controller.create_volume(r).await);
@@ -1702,18 +1560,12 @@ async fn disk_driver_end_to_end() {
     assert!(m.contains("diskType"), "{m}");
     let mut r = disk_create("raw-2", GIB as i64);
     r.parameters.insert("poolClass".into(), "SSD".into());
-    assert_eq!(
-        code(h.controller.create_volume(r).await).0,
-        Code::InvalidArgument
-    );
-    assert_eq!(
-        code(
-            h.controller
-                .create_volume(disk_create("raw-2", 200 * GIB as i64))
-                .await
-        )
-        .0,
-        Code::ResourceExhausted
+    fails(h.controller.create_volume(r).await, Code::InvalidArgument);
+    fails(
+        h.controller
+            .create_volume(disk_create("raw-2", 200 * GIB as i64))
+            .await,
+        Code::ResourceExhausted,
     );
     let mut r = disk_create("raw-2", GIB as i64);
     r.volume_content_source = Some(VolumeContentSource {
@@ -1723,10 +1575,7 @@ async fn disk_driver_end_to_end() {
             },
         )),
     });
-    assert_eq!(
-        code(h.controller.create_volume(r).await).0,
-        Code::InvalidArgument
-    );
+    fails(h.controller.create_volume(r).await, Code::InvalidArgument);
 
     // Not offered by the disk driver.
     let publish = ControllerPublishVolumeRequest {
@@ -1735,18 +1584,18 @@ async fn disk_driver_end_to_end() {
         volume_capability: Some(mount_cap(Mode::SingleNodeWriter)),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.controller.controller_publish_volume(publish).await).0,
-        Code::Unimplemented
+    fails(
+        h.controller.controller_publish_volume(publish).await,
+        Code::Unimplemented,
     );
     let snap = CreateSnapshotRequest {
         source_volume_id: "raw-1".into(),
         name: "s".into(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.controller.create_snapshot(snap).await).0,
-        Code::Unimplemented
+    fails(
+        h.controller.create_snapshot(snap).await,
+        Code::Unimplemented,
     );
     let ex = ControllerExpandVolumeRequest {
         volume_id: "raw-1".into(),
@@ -1756,9 +1605,9 @@ async fn disk_driver_end_to_end() {
         }),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.controller.controller_expand_volume(ex).await).0,
-        Code::Unimplemented
+    fails(
+        h.controller.controller_expand_volume(ex).await,
+        Code::Unimplemented,
     );
 
     let r = h
@@ -1824,10 +1673,7 @@ async fn disk_driver_end_to_end() {
         volume_path: t.clone(),
         ..Default::default()
     };
-    assert_eq!(
-        code(h.node.node_expand_volume(ex).await).0,
-        Code::Unimplemented
-    );
+    fails(h.node.node_expand_volume(ex).await, Code::Unimplemented);
     h.node
         .node_unpublish_volume(NodeUnpublishVolumeRequest {
             volume_id: "raw-1".into(),
@@ -1996,7 +1842,7 @@ async fn node_publications_survive_a_restart() {
                     true,
                 ))
                 .await;
-            assert_eq!(code(r).0, Code::AlreadyExists);
+            fails(r, Code::AlreadyExists);
             let other = dir.path().join("pod2/vol").display().to_string();
             let r = c
                 .node
@@ -2008,7 +1854,7 @@ async fn node_publications_survive_a_restart() {
                     false,
                 ))
                 .await;
-            assert_eq!(code(r).0, Code::FailedPrecondition);
+            fails(r, Code::FailedPrecondition);
         }
         stop.cancel();
         server.await.unwrap().unwrap();

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::req::{block_cap, create_req, fs_cap, params};
 use common::{FakeNodeOps, GIB, MemBackend, connect};
 use hwameistor_core::types::PoolClass;
 use hwameistor_csi::node::{FsStats, NodeOps, NodeOpsError};
 use hwameistor_csi::proto::controller_client::ControllerClient;
 use hwameistor_csi::proto::node_client::NodeClient;
 use hwameistor_csi::proto::volume_capability::access_mode::Mode;
-use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use hwameistor_csi::proto::*;
 use hwameistor_csi::{CsiConfig, Driver, KeySource};
 use hwameistor_engine::luks::Secret;
@@ -246,28 +246,24 @@ impl H {
     }
 
     async fn create(&mut self, name: &str, extra: &[(&str, &str)]) -> Volume {
-        let mut parameters: HashMap<String, String> = [("poolClass", "HDD")]
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut parameters = params(&[("poolClass", "HDD")]);
+        parameters.extend(params(extra));
         parameters.insert("csi.storage.k8s.io/fstype".into(), "ext4".into());
+        let cap = cap(Mode::SingleNodeWriter, false);
         self.controller
-            .create_volume(CreateVolumeRequest {
-                name: name.into(),
-                capacity_range: Some(CapacityRange {
-                    required_bytes: GIB as i64,
-                    limit_bytes: 0,
-                }),
-                volume_capabilities: vec![cap(Mode::SingleNodeWriter, false)],
-                parameters,
-                ..Default::default()
-            })
+            .create_volume(create_req(name, GIB as i64, cap, parameters, None))
             .await
             .unwrap()
             .into_inner()
             .volume
             .unwrap()
+    }
+
+    /// An encrypted volume (key in the key files), ControllerPublished: its publish context.
+    async fn encrypted_and_published(&mut self, vol: &str) -> HashMap<String, String> {
+        self.write_key("ns1/vol-key", KEY, 0o600);
+        self.create(vol, ENC).await;
+        self.controller_publish(vol).await
     }
 
     async fn controller_publish(&mut self, vol: &str) -> HashMap<String, String> {
@@ -320,16 +316,10 @@ impl H {
 }
 
 fn cap(mode: Mode, block: bool) -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode { mode: mode as i32 }),
-        access_type: Some(if block {
-            AccessType::Block(BlockVolume {})
-        } else {
-            AccessType::Mount(MountVolume {
-                fs_type: "ext4".into(),
-                ..Default::default()
-            })
-        }),
+    if block {
+        block_cap(mode)
+    } else {
+        fs_cap(mode, "ext4")
     }
 }
 
@@ -447,9 +437,7 @@ async fn encrypted_volume_is_opened_mounted_through_the_mapping_and_closed() {
 #[tokio::test]
 async fn block_publication_binds_the_mapping() {
     let mut h = H::start(files).await;
-    h.write_key("ns1/vol-key", KEY, 0o600);
-    h.create("pvc-b", ENC).await;
-    let ctx = h.controller_publish("pvc-b").await;
+    let ctx = h.encrypted_and_published("pvc-b").await;
     let t = h.target("blk");
     h.publish("pvc-b", &t, &ctx, cap(Mode::SingleNodeWriter, true), &[])
         .await
@@ -508,9 +496,7 @@ async fn key_problems_and_foreign_devices_are_refused_before_anything_is_touched
     assert!(!h.ops.is_open("pvc-k-encrypt"));
 
     // A device that holds a filesystem is never encrypted over.
-    h.write_key("ns1/vol-key", KEY, 0o600);
-    h.create("pvc-f", ENC).await;
-    let ctx = h.controller_publish("pvc-f").await;
+    let ctx = h.encrypted_and_published("pvc-f").await;
     h.ops
         .devices
         .lock()
@@ -527,9 +513,7 @@ async fn key_problems_and_foreign_devices_are_refused_before_anything_is_touched
 #[tokio::test]
 async fn a_mapping_left_open_by_a_crash_is_closed_by_the_next_unpublish() {
     let mut h = H::start(files).await;
-    h.write_key("ns1/vol-key", KEY, 0o600);
-    h.create("pvc-c", ENC).await;
-    let ctx = h.controller_publish("pvc-c").await;
+    let ctx = h.encrypted_and_published("pvc-c").await;
     let t = h.target("t");
     h.publish("pvc-c", &t, &ctx, cap(Mode::SingleNodeWriter, false), &[])
         .await

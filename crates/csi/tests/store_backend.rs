@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::req::{create_req, fs_cap, params, topo};
 use common::{FakeNodeOps, GIB, connect};
 use hwameistor_api::types::{NodeState, PoolClass};
 use hwameistor_api::{
@@ -19,7 +20,6 @@ use hwameistor_csi::CsiConfig;
 use hwameistor_csi::proto::controller_client::ControllerClient;
 use hwameistor_csi::proto::node_client::NodeClient;
 use hwameistor_csi::proto::volume_capability::access_mode::Mode;
-use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use hwameistor_csi::proto::*;
 use hwameistor_store::{EmbeddedStore, Selector, Store};
 use kube::api::ObjectMeta;
@@ -28,15 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 fn cap() -> VolumeCapability {
-    VolumeCapability {
-        access_mode: Some(AccessMode {
-            mode: Mode::SingleNodeWriter as i32,
-        }),
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: "ext4".into(),
-            ..Default::default()
-        })),
-    }
+    fs_cap(Mode::SingleNodeWriter, "ext4")
 }
 
 fn pool(class: PoolClass, name: &str, free: i64) -> serde_json::Value {
@@ -311,36 +303,24 @@ async fn env() -> Env {
 }
 
 fn create(name: &str, bytes: i64) -> CreateVolumeRequest {
-    CreateVolumeRequest {
-        name: name.into(),
-        capacity_range: Some(CapacityRange {
-            required_bytes: bytes,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![cap()],
-        parameters: [
+    let topology = TopologyRequirement {
+        requisite: vec![topo("topology.lvm.hwameistor.io/node", "node1")],
+        preferred: vec![],
+    };
+    create_req(
+        name,
+        bytes,
+        cap(),
+        params(&[
             ("poolClass", "HDD"),
             ("provision-iops-on-creation", "100"),
             // The original's default Helm StorageClass sets it.
             ("striped", "true"),
             ("csi.storage.k8s.io/pvc/name", "data"),
             ("csi.storage.k8s.io/pvc/namespace", "default"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        accessibility_requirements: Some(TopologyRequirement {
-            requisite: vec![Topology {
-                segments: [(
-                    "topology.lvm.hwameistor.io/node".to_string(),
-                    "node1".to_string(),
-                )]
-                .into(),
-            }],
-            preferred: vec![],
-        }),
-        ..Default::default()
-    }
+        ]),
+        Some(topology),
+    )
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! real unix socket with a tonic client connected to it.
 #![allow(dead_code)]
 
+pub mod req;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
