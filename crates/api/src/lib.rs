@@ -136,41 +136,49 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every CustomResourceDefinition of the API, sorted by plural name.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
-        Cluster::crd(),
-        Event::crd(),
-        LocalDiskAction::crd(),
-        LocalDiskClaim::crd(),
-        LocalDiskNode::crd(),
-        LocalDisk::crd(),
-        LocalDiskVolume::crd(),
-        LocalStorageNode::crd(),
-        LocalVolumeConvert::crd(),
-        LocalVolumeExpand::crd(),
-        LocalVolumeGroup::crd(),
-        LocalVolumeMigrate::crd(),
-        LocalVolumeReplica::crd(),
-        LocalVolumeReplicaSnapshotRestore::crd(),
-        LocalVolumeReplicaSnapshot::crd(),
-        LocalVolume::crd(),
-        LocalVolumeSnapshotRestore::crd(),
-        LocalVolumeSnapshot::crd(),
-        ResizePolicy::crd(),
-        ThinPoolClaim::crd(),
-    ];
-    for crd in &mut crds {
-        for version in &mut crd.spec.versions {
-            if let Some(schema) = version
-                .schema
-                .as_mut()
-                .and_then(|s| s.open_api_v3_schema.as_mut())
-            {
-                normalize_schema(schema);
-            }
-        }
-    }
+    let mut crds: Vec<_> = (0..CRD_GENERATORS.len()).filter_map(crd_at).collect();
     crds.sort_by(|a, b| a.spec.names.plural.cmp(&b.spec.names.plural));
     crds
+}
+
+/// One generator per kind; [`crd_at`] generates one CRD without building the others.
+const CRD_GENERATORS: [fn() -> CustomResourceDefinition; 20] = [
+    Cluster::crd,
+    Event::crd,
+    LocalDiskAction::crd,
+    LocalDiskClaim::crd,
+    LocalDiskNode::crd,
+    LocalDisk::crd,
+    LocalDiskVolume::crd,
+    LocalStorageNode::crd,
+    LocalVolumeConvert::crd,
+    LocalVolumeExpand::crd,
+    LocalVolumeGroup::crd,
+    LocalVolumeMigrate::crd,
+    LocalVolumeReplica::crd,
+    LocalVolumeReplicaSnapshotRestore::crd,
+    LocalVolumeReplicaSnapshot::crd,
+    LocalVolume::crd,
+    LocalVolumeSnapshotRestore::crd,
+    LocalVolumeSnapshot::crd,
+    ResizePolicy::crd,
+    ThinPoolClaim::crd,
+];
+
+/// The CRD made by the `index`th generator (normalized as in [`all_crds`]), `None` past the
+/// last one. The registry remembers the index instead of keeping the CRD with its schema.
+pub(crate) fn crd_at(index: usize) -> Option<CustomResourceDefinition> {
+    let mut crd = CRD_GENERATORS.get(index)?();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            normalize_schema(schema);
+        }
+    }
+    Some(crd)
 }
 
 /// Make generated schemas friendlier to the API server: `Option<Enum>` fields come out of

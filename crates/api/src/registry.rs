@@ -29,7 +29,10 @@ pub struct KindInfo {
     pub columns: Vec<CustomResourceColumnDefinition>,
     /// The kind has a status subresource.
     pub has_status: bool,
-    crd: CustomResourceDefinition,
+    /// The CRD's scope is `Namespaced` (none of ours are).
+    pub namespaced: bool,
+    /// Which generator of `crate::all_crds` makes this kind's CRD.
+    generator: usize,
 }
 
 /// One printed column.
@@ -45,7 +48,7 @@ pub struct Column {
 }
 
 impl KindInfo {
-    fn from_crd(crd: CustomResourceDefinition) -> Self {
+    fn from_crd(crd: CustomResourceDefinition, generator: usize) -> Self {
         let names = &crd.spec.names;
         let version = crd.spec.versions.first();
         Self {
@@ -62,13 +65,18 @@ impl KindInfo {
             has_status: version
                 .and_then(|v| v.subresources.as_ref())
                 .is_some_and(|s| s.status.is_some()),
-            crd,
+            namespaced: crd.spec.scope == "Namespaced",
+            generator,
         }
     }
 
-    /// The full CustomResourceDefinition.
-    pub fn crd(&self) -> &CustomResourceDefinition {
-        &self.crd
+    /// The full CustomResourceDefinition, generated again on each call.
+    ///
+    /// The registry keeps only names and columns: the CRDs with their OpenAPI schemas take
+    /// several MiB of heap, which a long-running server would otherwise hold for nothing.
+    pub fn crd(&self) -> CustomResourceDefinition {
+        crate::crd_at(self.generator)
+            .unwrap_or_else(|| panic!("no CRD generator for {}", self.kind))
     }
 
     /// `<plural>.hwameistor.io`.
@@ -146,10 +154,12 @@ impl KindInfo {
 pub fn kinds() -> &'static [KindInfo] {
     static KINDS: OnceLock<Vec<KindInfo>> = OnceLock::new();
     KINDS.get_or_init(|| {
-        crate::all_crds()
-            .into_iter()
-            .map(KindInfo::from_crd)
-            .collect()
+        // One CRD at a time: only its names and columns are kept.
+        let mut kinds: Vec<_> = (0..)
+            .map_while(|i| Some(KindInfo::from_crd(crate::crd_at(i)?, i)))
+            .collect();
+        kinds.sort_by(|a, b| a.plural.cmp(&b.plural));
+        kinds
     })
 }
 

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 
 /// Whether a kind's objects live in namespaces (none of ours do).
 pub fn namespaced(info: &KindInfo) -> bool {
-    info.crd().spec.scope == "Namespaced"
+    info.namespaced
 }
 
 /// A watch event as the REST watch stream sends it.

@@ -37,6 +37,13 @@
 //! table from its position, so a slow watcher never loses events (it only falls behind, and
 //! gets `Gone` once it falls out of the retained history). Database work runs on tokio's
 //! blocking pool.
+//!
+//! # Memory
+//!
+//! What the store holds in memory is bounded, independent of the number of objects and of
+//! the history: redb's page cache ([`EmbeddedOptions::cache_size`], 2 MiB by default instead
+//! of redb's 1 GiB), the [`RECENT_CHANGES`] parsed changes, and the writes of one pending
+//! group commit. Objects and the watch history live in the file.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -63,8 +70,12 @@ const META_RV: &str = "resource_version";
 const META_COMPACTED: &str = "compacted";
 /// Events read from the database per wake-up of a watch stream.
 const WATCH_BATCH: usize = 256;
-/// Changes kept in memory for watch streams (see the module docs).
-pub const RECENT_CHANGES: usize = 512;
+/// Changes kept in memory for watch streams (see the module docs). Each holds its object
+/// parsed (a few KiB of heap), so this bounds a few hundred KiB; a watcher further behind
+/// reads the `events` table instead.
+pub const RECENT_CHANGES: usize = 128;
+/// Default size of redb's page cache ([`EmbeddedOptions::cache_size`]).
+pub const DEFAULT_CACHE_SIZE: usize = 2 << 20;
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 256;
 
@@ -73,12 +84,17 @@ const MAX_GROUP: usize = 256;
 pub struct EmbeddedOptions {
     /// How many changes to keep for watches to resume from (at least 1).
     pub history: u64,
+    /// Bytes of database pages redb keeps in memory (a file-backed store only). redb's own
+    /// default is 1 GiB, so the cache would grow to the size of the file; pages beyond this
+    /// are read again from the file (usually from the kernel's page cache).
+    pub cache_size: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             history: DEFAULT_HISTORY,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -263,12 +279,15 @@ impl EmbeddedStore {
     /// [`EmbeddedStore::open`] with options.
     pub fn open_with(path: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
         let location = path.as_ref().display().to_string();
-        let db = Database::create(path.as_ref()).map_err(|e| Error::Backend {
-            kind: "Database".into(),
-            name: location.clone(),
-            operation: "open",
-            source: Box::new(dbe(e)),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_size)
+            .create(path.as_ref())
+            .map_err(|e| Error::Backend {
+                kind: "Database".into(),
+                name: location.clone(),
+                operation: "open",
+                source: Box::new(dbe(e)),
+            })?;
         Self::init(db, options, location)
     }
 

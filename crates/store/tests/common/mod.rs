@@ -69,9 +69,14 @@ pub struct Fixture {
 impl Fixture {
     pub fn embedded(history: u64) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            EmbeddedStore::open_with(dir.path().join("store.redb"), EmbeddedOptions { history })
-                .expect("open embedded store");
+        let store = EmbeddedStore::open_with(
+            dir.path().join("store.redb"),
+            EmbeddedOptions {
+                history,
+                ..Default::default()
+            },
+        )
+        .expect("open embedded store");
         Fixture {
             store: store.into(),
             mock: None,
@@ -81,8 +86,11 @@ impl Fixture {
     }
 
     pub fn kube(history: u64) -> Fixture {
-        let backing =
-            EmbeddedStore::in_memory_with(EmbeddedOptions { history }).expect("memory store");
+        let backing = EmbeddedStore::in_memory_with(EmbeddedOptions {
+            history,
+            ..Default::default()
+        })
+        .expect("memory store");
         let mock = mock::MockApiServer::<Widget>::new(backing.into());
         let client = mock.client();
         Fixture {
