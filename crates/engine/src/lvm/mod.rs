@@ -81,8 +81,8 @@ pub struct LvmEngine {
     reports: std::sync::Mutex<HashMap<Vec<String>, Report>>,
 }
 
-/// How long the output of a report is reused by the reads that follow (see
-/// [`LvmEngine::report`]).
+/// How long the output of a listing (`pvs`, `vgs`, `lvs` of a VG or all) is reused by the
+/// reads that follow, while none of our commands changed anything.
 pub const REPORT_TTL: Duration = Duration::from_secs(1);
 
 /// The output of a report command and when, in terms of our mutations, it was taken.

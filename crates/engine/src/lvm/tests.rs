@@ -10,10 +10,10 @@ use hwameistor_exec::{Output, RecordingRunner};
 use super::*;
 use crate::config::LvmConfig;
 
-const VG: &str = "LocalStorage_PoolHDD";
-const MI: u64 = 1024 * 1024;
+pub(super) const VG: &str = "LocalStorage_PoolHDD";
+pub(super) const MI: u64 = 1024 * 1024;
 
-fn engine() -> (RecordingRunner, LvmEngine) {
+pub(super) fn engine() -> (RecordingRunner, LvmEngine) {
     let fake = RecordingRunner::new();
     let e = LvmEngine::new(Arc::new(fake.clone()), LvmConfig::default());
     (fake, e)
@@ -23,13 +23,13 @@ fn argv(c: &Cmd) -> Vec<String> {
     c.argv()
 }
 
-fn respond(fake: &RecordingRunner, c: &Cmd, out: Output) {
+pub(super) fn respond(fake: &RecordingRunner, c: &Cmd, out: Output) {
     let a = argv(c);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     fake.respond(&refs, out);
 }
 
-fn respond_once(fake: &RecordingRunner, c: &Cmd, out: Output) {
+pub(super) fn respond_once(fake: &RecordingRunner, c: &Cmd, out: Output) {
     let a = argv(c);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     fake.respond_once(&refs, out);
@@ -77,13 +77,44 @@ fn lvs_json(rows: &[LvRow]) -> String {
     format!(r#"{{"report":[{{"lv":[{}]}}]}}"#, rows.join(","))
 }
 
-const TAG: &str = "hwameistor.io/managed";
+pub(super) const TAG: &str = "hwameistor.io/managed";
 
-fn mutations(fake: &RecordingRunner) -> Vec<String> {
+pub(super) const STRIPED: VolumeOptions = VolumeOptions {
+    striped: true,
+    thin: false,
+};
+pub(super) const THIN: VolumeOptions = VolumeOptions {
+    striped: false,
+    thin: true,
+};
+
+pub(super) fn mutations(fake: &RecordingRunner) -> Vec<String> {
     fake.command_lines()
         .into_iter()
         .filter(|l| !l.starts_with("vgs ") && !l.starts_with("pvs ") && !l.starts_with("lvs "))
         .collect()
+}
+
+/// `pvs` answers these 100 MiB PVs of VG, all free.
+fn pvs_in_vg(fake: &RecordingRunner, l: &Lvm, devs: &[&str]) {
+    let rows: Vec<(&str, &str, u64, u64)> =
+        devs.iter().map(|d| (*d, VG, 100 * MI, 100 * MI)).collect();
+    respond(fake, &l.pvs(), Output::ok(pvs_json(&rows)));
+}
+
+/// Our empty VG on the one PV /dev/sdb (100 MiB): `vgs`, and `pvs` once or always.
+fn pool_on_sdb(fake: &RecordingRunner, l: &Lvm, pvs_once: bool) {
+    respond(
+        fake,
+        &l.vgs(None),
+        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, TAG)])),
+    );
+    let pvs = Output::ok(pvs_json(&[("/dev/sdb", VG, 100 * MI, 100 * MI)]));
+    if pvs_once {
+        respond_once(fake, &l.pvs(), pvs);
+    } else {
+        respond(fake, &l.pvs(), pvs);
+    }
 }
 
 #[tokio::test]
@@ -97,14 +128,7 @@ async fn creates_a_pool_from_disks() {
         Output::ok(vgs_json(&[(VG, 200 * MI, 200 * MI, 2, 0, TAG)])),
     );
     respond_once(&fake, &l.pvs(), Output::ok(pvs_json(&[])));
-    respond(
-        &fake,
-        &l.pvs(),
-        Output::ok(pvs_json(&[
-            ("/dev/sdb", VG, 100 * MI, 100 * MI),
-            ("/dev/sdc", VG, 100 * MI, 100 * MI),
-        ])),
-    );
+    pvs_in_vg(&fake, &l, &["/dev/sdb", "/dev/sdc"]);
     respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[])));
     respond(
         &fake,
@@ -134,24 +158,8 @@ async fn creates_a_pool_from_disks() {
 async fn extends_a_pool_only_with_new_disks_and_is_idempotent() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    respond(
-        &fake,
-        &l.vgs(None),
-        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, TAG)])),
-    );
-    respond_once(
-        &fake,
-        &l.pvs(),
-        Output::ok(pvs_json(&[("/dev/sdb", VG, 100 * MI, 100 * MI)])),
-    );
-    respond(
-        &fake,
-        &l.pvs(),
-        Output::ok(pvs_json(&[
-            ("/dev/sdb", VG, 100 * MI, 100 * MI),
-            ("/dev/sdc", VG, 100 * MI, 100 * MI),
-        ])),
-    );
+    pool_on_sdb(&fake, &l, true);
+    pvs_in_vg(&fake, &l, &["/dev/sdb", "/dev/sdc"]);
     respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[])));
     respond(
         &fake,
@@ -177,16 +185,7 @@ async fn extends_a_pool_only_with_new_disks_and_is_idempotent() {
 async fn vgextend_failure_is_a_clear_error_with_stderr() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    respond(
-        &fake,
-        &l.vgs(None),
-        Output::ok(vgs_json(&[(VG, 100 * MI, 100 * MI, 1, 0, TAG)])),
-    );
-    respond(
-        &fake,
-        &l.pvs(),
-        Output::ok(pvs_json(&[("/dev/sdb", VG, 100 * MI, 100 * MI)])),
-    );
+    pool_on_sdb(&fake, &l, false);
     respond(
         &fake,
         &l.vg_extend(VG, &[Path::new("/dev/sdx")]),
@@ -369,15 +368,7 @@ async fn create_rounds_to_extents_and_stripes_across_pvs() {
     assert_eq!(count(&fake, "vgs "), 1);
 
     let v = e
-        .create_volume(
-            VG,
-            "pvc-2",
-            21 * MI,
-            &VolumeOptions {
-                striped: true,
-                thin: false,
-            },
-        )
+        .create_volume(VG, "pvc-2", 21 * MI, &STRIPED)
         .await
         .unwrap();
     assert_eq!(v.attrs.stripes, 2);
@@ -426,7 +417,8 @@ async fn create_is_idempotent_and_detects_mismatch() {
     let (fake, e) = engine();
     let l = e.commands().clone();
     pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-1", 8 * MI, "-wi-a-----")]);
-    // lvm refuses the existing name before it allocates anything; the LV is read back.
+    // lvm refuses the existing name before it allocates anything; the LV is read back and
+    // "already exists" is success when it matches.
     respond(
         &fake,
         &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
@@ -453,15 +445,7 @@ async fn create_is_idempotent_and_detects_mismatch() {
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     let err = e
-        .create_volume(
-            VG,
-            "pvc-1",
-            8 * MI,
-            &VolumeOptions {
-                striped: true,
-                thin: false,
-            },
-        )
+        .create_volume(VG, "pvc-1", 8 * MI, &STRIPED)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
@@ -543,18 +527,7 @@ async fn create_reports_insufficient_space_and_thin_without_pool() {
         .unwrap_err();
     assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
     assert_eq!(count(&fake, "vgs "), vgs_before + 1);
-    let err = e
-        .create_volume(
-            VG,
-            "pvc-3",
-            MI,
-            &VolumeOptions {
-                striped: false,
-                thin: true,
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = e.create_volume(VG, "pvc-3", MI, &THIN).await.unwrap_err();
     // Thin without a thin pool: a clear error naming the way out (thin.rs tests the rest).
     assert!(
         matches!(&err, Error::InvalidArgument { message, .. } if message.contains("ThinPoolClaim")),
@@ -587,24 +560,6 @@ async fn remembered_free_space_is_checked_afresh_before_refusing() {
     e.create_volume(VG, "pvc-2", 16 * MI, &opts).await.unwrap();
     assert_eq!(count(&fake, "vgs "), 2);
     assert_eq!(count(&fake, "lvcreate "), 2);
-}
-
-#[tokio::test]
-async fn lvcreate_already_exists_is_success_when_it_matches() {
-    let (fake, e) = engine();
-    let l = e.commands().clone();
-    pool_with_lvs(&fake, &l, 100 * MI, &[]);
-    has_lv(&fake, &l, ours("pvc-1", 8 * MI, "-wi-a-----"));
-    respond(
-        &fake,
-        &l.lv_create(VG, "pvc-1", 8 * MI, 1, TAG),
-        already_exists("pvc-1"),
-    );
-    let v = e
-        .create_volume(VG, "pvc-1", 8 * MI, &VolumeOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(v.size_bytes, 8 * MI);
 }
 
 #[tokio::test]

@@ -427,7 +427,7 @@ mod tests {
     use super::*;
     use crate::lvm::report::parse_lvs;
 
-    const TAG: &str = "hwameistor.io/managed";
+    use crate::lvm::tests::TAG;
 
     // Captured shape of lvm2 2.03 `lvs` for a VG with a thin pool (ratio tag 2), two thin
     // volumes (one foreign), a thin snapshot, and a thick LV.
@@ -486,34 +486,11 @@ mod tests {
 
     // --- engine behaviour against the recording runner ---------------------------------
 
-    use std::sync::Arc;
-
     use hwameistor_exec::{Output, RecordingRunner};
 
-    use crate::config::LvmConfig;
     use crate::engine::VolumeEngine;
+    use crate::lvm::tests::{MI, THIN, VG, engine, mutations, respond, respond_once};
     use crate::types::VolumeOptions;
-
-    const VG: &str = "LocalStorage_PoolHDD";
-    const MI: u64 = 1 << 20;
-
-    fn engine() -> (RecordingRunner, LvmEngine) {
-        let fake = RecordingRunner::new();
-        let e = LvmEngine::new(Arc::new(fake.clone()), LvmConfig::default());
-        (fake, e)
-    }
-
-    fn respond(fake: &RecordingRunner, c: &hwameistor_exec::Cmd, out: Output) {
-        let a = c.argv();
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        fake.respond(&refs, out);
-    }
-
-    fn respond_once(fake: &RecordingRunner, c: &hwameistor_exec::Cmd, out: Output) {
-        let a = c.argv();
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        fake.respond_once(&refs, out);
-    }
 
     fn vgs(free: u64) -> String {
         format!(
@@ -586,13 +563,6 @@ mod tests {
         for r in rows {
             respond(fake, &l.lvs_one(VG, r.0), Output::ok(lvs(&[*r])));
         }
-    }
-
-    fn mutations(fake: &RecordingRunner) -> Vec<String> {
-        fake.command_lines()
-            .into_iter()
-            .filter(|l| !l.starts_with("vgs ") && !l.starts_with("pvs ") && !l.starts_with("lvs "))
-            .collect()
     }
 
     #[tokio::test]
@@ -786,10 +756,7 @@ mod tests {
                 "  Logical Volume \"pvc-b\" already exists in volume group\n",
             ),
         );
-        let thin = VolumeOptions {
-            striped: false,
-            thin: true,
-        };
+        let thin = THIN;
         // Exactly up to the limit: 300 + 212 = 512 MiB.
         let v = e.create_volume(VG, "pvc-b", 210 * MI, &thin).await.unwrap();
         assert_eq!(v.size_bytes, 212 * MI);
