@@ -11,100 +11,26 @@
 
 mod volume_common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use hwameistor_api::types::{OperationState, VolumeState};
-use hwameistor_api::{
-    LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot, LocalVolumeSnapshotRestore,
-};
-use hwameistor_controllers::snapshot::{self, SnapshotClusterConfig, SnapshotNodeConfig};
-use hwameistor_controllers::volume;
+use hwameistor_api::{LocalVolume, LocalVolumeSnapshotRestore};
+use hwameistor_controllers::snapshot;
 use hwameistor_engine::file::FileEngine;
 use hwameistor_engine::{FileEngineConfig, PoolFsType, SharedEngine};
 use hwameistor_exec::TokioRunner;
 use hwameistor_store::{EmbeddedStore, Store};
-use hwameistor_testkit::data::{dd_read, dd_write, digest};
 use hwameistor_testkit::{MI, Sandbox};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use volume_common::{POOL_HDD, agent_cfg, claim_disks, cluster_cfg, volume, wait_for, wait_pool};
+use volume_common::snap::{
+    SnapPace, checksum, claim_pool, replica_dev, restore_completed, rollback_gone, snapshot_gone,
+    snapshot_where, spawn_reconcilers, volume_ready, write_pattern,
+};
+use volume_common::{POOL_HDD, agent_cfg, volume, wait_for};
 
 const NODE: &str = "t1-snap-node";
-
-/// Write `mib` MiB of a pattern derived from `seed` at `offset_mib` with direct IO.
-async fn write_pattern(
-    sb: &Sandbox,
-    dev: &Path,
-    offset_mib: u64,
-    mib: u64,
-    seed: u8,
-) -> Result<()> {
-    let data: Vec<u8> = (0..(mib * MI) as usize)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 12) as u8))
-        .collect();
-    dd_write(
-        &sb.path(format!("pattern-{seed}-{mib}")),
-        dev,
-        offset_mib,
-        &data,
-    )
-    .await
-}
-
-/// A digest of the first `mib` MiB of a device, read with direct IO (through a file in the
-/// sandbox, so nothing but the Runner touches the device).
-async fn checksum(sb: &Sandbox, dev: &Path, mib: u64) -> Result<String> {
-    Ok(digest(&dd_read(&sb.path("readback.img"), dev, mib).await?))
-}
-
-async fn replica_dev(store: &Store, volume: &str) -> PathBuf {
-    wait_for(60, &format!("{volume} replica device"), || async {
-        store
-            .all::<LocalVolumeReplica>()
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|r| r.spec.volume_name == volume)
-            .and_then(|r| r.status)
-            .map(|s| PathBuf::from(s.dev_path))
-            .filter(|p| !p.as_os_str().is_empty())
-    })
-    .await
-}
-
-async fn ready_volume(store: &Store, name: &str) {
-    wait_for(60, &format!("{name} Ready"), || async {
-        let lv = store.all::<LocalVolume>().get_opt(name).await.unwrap()?;
-        (lv.status?.state == VolumeState::Ready).then_some(())
-    })
-    .await
-}
-
-async fn restore_done(store: &Store, name: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = store
-            .all::<LocalVolumeSnapshotRestore>()
-            .get_opt(name)
-            .await?;
-        let st = r.and_then(|r| r.status).unwrap_or_default();
-        match st.state {
-            OperationState::Completed => return Ok(()),
-            OperationState::Failed => anyhow::bail!("restore {name} failed: {}", st.message),
-            _ => {}
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "restore {name} timed out: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
@@ -122,72 +48,29 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
             timeout: Duration::from_secs(60),
         },
     ));
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    tokio::spawn(volume::run_cluster_controllers(
-        cluster_cfg(),
-        store.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(volume::run_node_agent(
-        agent_cfg(NODE),
-        store.clone(),
-        engine.clone(),
-        TokioRunner::shared(),
-        shutdown.clone(),
-    ));
-    let mut ncfg = SnapshotNodeConfig::new(NODE);
-    ncfg.resync_interval = Duration::from_secs(1);
-    ncfg.merge_poll_interval = Duration::from_millis(200);
-    tokio::spawn(snapshot::run_snapshot_node(
-        ncfg,
-        store.clone(),
-        engine.clone(),
-        TokioRunner::shared(),
-        shutdown.clone(),
-    ));
-    let ccfg = SnapshotClusterConfig {
-        poll_interval: Duration::from_millis(200),
-        ..Default::default()
+    let pace = SnapPace {
+        node_resync: Duration::from_secs(1),
+        merge_poll: Duration::from_millis(200),
+        cluster_poll: Duration::from_millis(200),
     };
-    tokio::spawn(snapshot::run_snapshot_cluster(
-        ccfg,
-        store.clone(),
-        shutdown.clone(),
-    ));
-
-    claim_disks(
-        &store,
-        "t1-snap-claim",
-        NODE,
-        &[disk.to_str().context("path")?],
-    )
-    .await?;
-    wait_pool(&store, NODE, POOL_HDD, 60, "pool reported", |p| {
-        p.total_capacity_bytes > 0
-    })
-    .await;
+    let _stop = spawn_reconcilers(&store, engine.clone(), agent_cfg(NODE), pace);
+    claim_pool(&store, "t1-snap-claim", NODE, &disk, 60).await?;
 
     // Data A, snapshot, data B on top.
     store
         .all::<LocalVolume>()
         .create(&volume("t1-src", 64 * MI))
         .await?;
-    ready_volume(&store, "t1-src").await;
-    let src = replica_dev(&store, "t1-src").await;
+    volume_ready(&store, "t1-src", 60).await;
+    let src = replica_dev(&store, "t1-src", 60).await;
     write_pattern(&sb, &src, 0, 8, 1).await?;
     write_pattern(&sb, &src, 40, 4, 2).await?;
     let sum_a = checksum(&sb, &src, 64).await?;
 
     let t0 = Instant::now();
     snapshot::create_snapshot(&store, "t1-snap", "t1-src", None).await?;
-    let snap = wait_for(60, "snapshot Ready", || async {
-        let s = store
-            .all::<LocalVolumeSnapshot>()
-            .get_opt("t1-snap")
-            .await
-            .unwrap()?;
-        (s.state() == VolumeState::Ready).then_some(s)
+    let snap = snapshot_where(&store, "t1-snap", "Ready", 60, |s| {
+        s.state() == VolumeState::Ready
     })
     .await;
     eprintln!("snapshot Ready after {:?}", t0.elapsed());
@@ -198,13 +81,8 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
     // A snapsize on the file engine is not silently dropped: reflink copies reserve nothing,
     // and the snapshot says so.
     snapshot::create_snapshot(&store, "t1-small", "t1-src", Some(4 * MI)).await?;
-    let small = wait_for(60, "small snapshot Ready", || async {
-        let s = store
-            .all::<LocalVolumeSnapshot>()
-            .get_opt("t1-small")
-            .await
-            .unwrap()?;
-        (s.state() == VolumeState::Ready).then_some(s)
+    let small = snapshot_where(&store, "t1-small", "Ready", 60, |s| {
+        s.state() == VolumeState::Ready
     })
     .await;
     let st = small.status.context("small snapshot status")?;
@@ -221,9 +99,9 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
     // Restore into a new volume: it holds A.
     let t0 = Instant::now();
     let r = snapshot::restore_snapshot(&store, "t1-snap", "t1-restored", None).await?;
-    restore_done(&store, &r).await?;
+    restore_completed(&store, &r, 120).await?;
     eprintln!("restore (64 MiB) completed after {:?}", t0.elapsed());
-    let restored = replica_dev(&store, "t1-restored").await;
+    let restored = replica_dev(&store, "t1-restored", 60).await;
     ensure!(
         checksum(&sb, &restored, 64).await? == sum_a,
         "restored data differs from the snapshot"
@@ -235,22 +113,13 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
 
     // Clone (larger) of the source: holds B in its first 64 MiB, zeros after.
     let r = snapshot::clone_volume(&store, "t1-src", "t1-clone", Some(96 * MI)).await?;
-    restore_done(&store, &r).await?;
-    let clone = replica_dev(&store, "t1-clone").await;
+    restore_completed(&store, &r, 120).await?;
+    let clone = replica_dev(&store, "t1-clone", 60).await;
     ensure!(
         checksum(&sb, &clone, 64).await? == sum_b,
         "clone differs from its source"
     );
-    wait_for(60, "clone's temporary snapshot removed", || async {
-        store
-            .all::<LocalVolumeSnapshot>()
-            .get_opt("t1-clone-clone-source")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    snapshot_gone(&store, "t1-clone-clone-source", 60).await;
 
     // Rollback refused while published, done when unpublished: the source holds A again.
     store
@@ -317,33 +186,15 @@ async fn snapshot_restore_clone_rollback_on_the_file_engine() -> Result<()> {
         seen.last() == Some(&(OperationState::Completed, Some(100))),
         "{seen:?}"
     );
-    wait_for(60, "rollback done and its object removed", || async {
-        store
-            .all::<LocalVolumeSnapshotRestore>()
-            .get_opt(&rb)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    rollback_gone(&store, &rb, 60).await;
     eprintln!("rollback completed after {:?}", t0.elapsed());
-    let src = replica_dev(&store, "t1-src").await;
+    let src = replica_dev(&store, "t1-src", 60).await;
     ensure!(
         checksum(&sb, &src, 64).await? == sum_a,
         "rollback did not restore the snapshot's data"
     );
     // The merge consumed the snapshot: object and host copy are gone.
-    wait_for(60, "consumed snapshot removed", || async {
-        store
-            .all::<LocalVolumeSnapshot>()
-            .get_opt("t1-snap")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    snapshot_gone(&store, "t1-snap", 60).await;
     let left: Vec<String> = engine
         .list_snapshots(POOL_HDD)
         .await?

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_engine;
+pub mod snap;
 
 use std::time::Duration;
 
