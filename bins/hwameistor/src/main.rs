@@ -190,13 +190,45 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Most async worker threads by default (`TOKIO_WORKER_THREADS` overrides it).
+const MAX_WORKER_THREADS: usize = 4;
+/// Default size of the blocking pool (`HWAMEISTOR_BLOCKING_THREADS` overrides it).
+const BLOCKING_THREADS: usize = 4;
+/// How long an idle blocking-pool thread lives.
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The async runtime, sized for a storage daemon rather than for tokio's defaults.
+///
+/// The data path is in the kernel; our threads only reconcile objects, run host commands and
+/// answer CSI/REST calls, so a few threads suffice. Fewer threads also mean less memory: each
+/// thread that allocates gets its own glibc malloc arena, whose freed memory mostly stays
+/// resident. tokio's defaults are one worker per CPU and up to 512 blocking threads (the
+/// embedded store runs its database work there, so a burst of requests would start dozens),
+/// each kept for 10 s after its last task. See docs/performance.md.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all()
+        .max_blocking_threads(env_count("HWAMEISTOR_BLOCKING_THREADS").unwrap_or(BLOCKING_THREADS))
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE);
+    if env_count("TOKIO_WORKER_THREADS").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        b.worker_threads(cpus.min(MAX_WORKER_THREADS));
+    }
+    b.build()
+}
+
+/// A positive count from the environment variable `name`, if set and valid.
+fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, cli.log_level.as_deref());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hwameistor: cannot start the async runtime: {e}");

@@ -21,8 +21,10 @@
 //!
 //! CreateVolume returns when the volume is Ready, so the per-call latency is CreateVolume →
 //! Ready. No mkfs is involved (volumes are not published). Output: p50/p90/p99/max of the
-//! create latency, the wall time of the burst, the delete-all wall time, and VmRSS/VmHWM
-//! from `/proc/<pid>/status` before the burst and idle with the volumes (after `--settle`).
+//! create latency, the wall time of the burst, the delete-all wall time, and VmRSS (split into
+//! RssAnon, what the process allocated, and RssFile, mostly its own code) and VmHWM from
+//! `/proc/<pid>/status` before the burst and idle with the volumes (after `--settle`);
+//! `--smaps` adds the resident size of each mapping.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -45,10 +47,11 @@ struct Args {
     node: Option<String>,
     prefix: String,
     settle: Duration,
+    smaps: bool,
 }
 
 const USAGE: &str = "csi_bench (--spawn HWAMEISTOR_BINARY [--engine file|lvm] | --data-dir DIR | --socket SOCK) \
-[--volumes N] [--size 64Mi] [--pool-class HDD] [--node NODE] [--prefix P] [--settle SECS]";
+[--volumes N] [--size 64Mi] [--pool-class HDD] [--node NODE] [--prefix P] [--settle SECS] [--smaps]";
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -62,6 +65,7 @@ fn args() -> anyhow::Result<Args> {
         node: None,
         prefix: format!("bench-{}", std::process::id()),
         settle: Duration::from_secs(5),
+        smaps: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -77,6 +81,7 @@ fn args() -> anyhow::Result<Args> {
             "--node" => a.node = Some(v()?),
             "--prefix" => a.prefix = v()?,
             "--settle" => a.settle = Duration::from_secs(v()?.parse()?),
+            "--smaps" => a.smaps = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -95,8 +100,19 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// `VmRSS` and `VmHWM` of `pid` in KiB.
-fn memory(pid: u32) -> Option<(u64, u64)> {
+/// Resident memory of a process, in KiB, from `/proc/<pid>/status`.
+struct Memory {
+    /// `VmRSS`: everything resident.
+    rss: u64,
+    /// `VmHWM`: the peak of `VmRSS`.
+    hwm: u64,
+    /// `RssAnon`: heap, stacks and other anonymous pages (what the process allocated).
+    anon: u64,
+    /// `RssFile`: file pages mapped in, mostly the binary's own code and libc.
+    file: u64,
+}
+
+fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -104,7 +120,53 @@ fn memory(pid: u32) -> Option<(u64, u64)> {
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some(Memory {
+        rss: field("VmRSS:")?,
+        hwm: field("VmHWM:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+    })
+}
+
+/// Print the memory figures of `pid` under `label`; with `detail`, also the resident size
+/// of each mapping from `/proc/<pid>/smaps` (largest first), to see where memory goes.
+fn report_memory(pid: u32, label: &str, detail: bool) {
+    let Some(m) = memory(pid) else { return };
+    println!(
+        "memory {label}: VmRSS {:.1} MiB (RssAnon {:.1} MiB, RssFile {:.1} MiB; VmHWM {:.1} MiB)",
+        mib(m.rss),
+        mib(m.anon),
+        mib(m.file),
+        mib(m.hwm)
+    );
+    if !detail {
+        return;
+    }
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    // (mapping name, permissions) -> resident KiB
+    let mut sizes: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    let mut current = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            let name = fields.get(5).map_or("[anon]", |n| n).to_string();
+            current = Some((name, fields.get(1).unwrap_or(&"").to_string()));
+        } else if fields.first() == Some(&"Rss:")
+            && let (Some(key), Some(kib)) = (&current, fields.get(1))
+        {
+            *sizes.entry(key.clone()).or_default() += kib.parse::<u64>().unwrap_or(0);
+        }
+    }
+    let mut sizes: Vec<_> = sizes.into_iter().filter(|(_, k)| *k >= 64).collect();
+    sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
+    for ((name, perms), kib) in sizes {
+        println!("  {:>8.1} MiB  {perms}  {name}", mib(kib));
+    }
 }
 
 fn mib(kib: u64) -> f64 {
@@ -246,13 +308,7 @@ async fn run(a: &Args, socket: &Path, pid: Option<u32>) -> anyhow::Result<()> {
     if let Some(pid) = pid {
         // Let start-up work (discovery, pool build) finish before the idle figure.
         tokio::time::sleep(a.settle).await;
-        if let Some((rss, hwm)) = memory(pid) {
-            println!(
-                "memory idle, no volumes: VmRSS {:.1} MiB (VmHWM {:.1} MiB)",
-                mib(rss),
-                mib(hwm)
-            );
-        }
+        report_memory(pid, "idle, no volumes", a.smaps);
     }
     let topology = a.node.as_ref().map(|n| TopologyRequirement {
         requisite: vec![Topology {
@@ -333,14 +389,7 @@ async fn run(a: &Args, socket: &Path, pid: Option<u32>) -> anyhow::Result<()> {
     }
     if let Some(pid) = pid {
         tokio::time::sleep(a.settle).await;
-        if let Some((rss, hwm)) = memory(pid) {
-            println!(
-                "memory idle with {} volumes: VmRSS {:.1} MiB (VmHWM {:.1} MiB)",
-                lat.len(),
-                mib(rss),
-                mib(hwm)
-            );
-        }
+        report_memory(pid, &format!("idle with {} volumes", lat.len()), a.smaps);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
