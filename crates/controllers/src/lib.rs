@@ -13,5 +13,6 @@
 
 pub mod disk;
 pub mod event;
+mod runtime;
 pub mod snapshot;
 pub mod volume;

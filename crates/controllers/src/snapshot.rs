@@ -131,3 +131,10 @@ impl Error {
 
 /// How long a reconciler waits after an error before retrying the object.
 pub const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+impl crate::runtime::ReconcileError for Error {
+    const BACKOFF: Duration = ERROR_BACKOFF;
+    fn reason(&self) -> &'static str {
+        Error::reason(self)
+    }
+}

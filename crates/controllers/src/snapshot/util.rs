@@ -1,14 +1,7 @@
 //! Small helpers of the snapshot reconcilers.
 
-use std::future::Future;
-use std::sync::Arc;
-
-use futures::StreamExt;
 use hwameistor_store::{Object, Objects, Selector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{WatchStreamExt, watcher as kw};
-use tokio_util::sync::CancellationToken;
 
 use super::{Error, Result};
 
@@ -79,51 +72,4 @@ pub(crate) fn time_of(secs: i64) -> Time {
     Time(jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
 
-/// Six random lowercase alphanumerics.
-pub(crate) fn random_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
-}
-
-/// Run a kube-runtime `Controller` until `shutdown`.
-pub(crate) async fn run_controller<K, Ctx, F, Fut>(
-    name: &'static str,
-    controller: Controller<K>,
-    reconcile: F,
-    ctx: Arc<Ctx>,
-    shutdown: CancellationToken,
-) where
-    K: Object,
-    Ctx: Send + Sync + 'static,
-    F: FnMut(Arc<K>, Arc<Ctx>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Action>> + Send + 'static,
-{
-    controller
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy::<K, Ctx>, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(controller = name, error = %e, "reconcile round failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy<K: Object, Ctx>(obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
-    let name = obj.meta().name.clone().unwrap_or_default();
-    tracing::warn!(kind = %K::kind(&()), %name, reason = err.reason(), error = %err, "reconcile failed; retrying");
-    Action::requeue(super::ERROR_BACKOFF)
-}
-
-/// A kube-runtime controller over `objects` fed by the store's watch adapter.
-pub(crate) fn controller_for<K: Object>(objects: Objects<K>) -> Controller<K> {
-    hwameistor_store::runtime::controller(objects, Default::default())
-}
-
-/// A trigger stream of touched objects of another kind, for `Controller::watches_stream`.
-pub(crate) fn touched<K: Object>(
-    objects: Objects<K>,
-) -> impl futures::Stream<Item = Result<K, kw::Error>> + Send + 'static {
-    hwameistor_store::runtime::watcher(objects, Default::default())
-        .default_backoff()
-        .touched_objects()
-}
+pub(crate) use crate::runtime::{controller_for, random_suffix, run_controller, touched};

@@ -381,6 +381,32 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
     Ok(Action::requeue(Duration::from_millis(100)))
 }
 
+/// What the capacity ledger is built from: every LocalStorageNode, LocalVolume and
+/// LocalVolumeReplica, as the store has them now.
+pub(crate) async fn list_for_ledger(
+    store: &Store,
+) -> Result<(
+    Vec<LocalStorageNode>,
+    Vec<LocalVolume>,
+    Vec<LocalVolumeReplica>,
+)> {
+    let all = Default::default();
+    let lsns = store.all::<LocalStorageNode>().list(&all).await;
+    let volumes = store.all::<LocalVolume>().list(&all).await;
+    let replicas = store.all::<LocalVolumeReplica>().list(&all).await;
+    Ok((
+        lsns.ctx("list", "LocalStorageNode", "*")?.items,
+        volumes.ctx("list", "LocalVolume", "*")?.items,
+        replicas.ctx("list", "LocalVolumeReplica", "*")?.items,
+    ))
+}
+
+/// [`build_ledger`] over the store as it is now.
+pub(crate) async fn ledger_now(store: &Store, skip: &str) -> Result<CapacityLedger> {
+    let (lsns, volumes, replicas) = list_for_ledger(store).await?;
+    Ok(build_ledger(&lsns, &volumes, &replicas, skip))
+}
+
 /// Build the capacity ledger from the store: node reports, and every placed volume (except
 /// `skip`) as a reservation on its config nodes.
 pub fn build_ledger(
@@ -508,25 +534,7 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
         .get(name)
         .await
         .ctx("get", "LocalVolume", name)?;
-    let lsns = ctx
-        .store
-        .all::<LocalStorageNode>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalStorageNode", "*")?
-        .items;
-    let volumes = volumes_api
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolume", "*")?
-        .items;
-    let replicas = ctx
-        .store
-        .all::<LocalVolumeReplica>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolumeReplica", "*")?
-        .items;
+    let (lsns, volumes, replicas) = list_for_ledger(&ctx.store).await?;
     let mut ledger = build_ledger(&lsns, &volumes, &replicas, name);
 
     let pool = lv.spec.pool_name.clone();

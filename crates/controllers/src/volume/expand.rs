@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
+use hwameistor_api::{LocalVolume, LocalVolumeExpand, LocalVolumeReplica};
 use hwameistor_core::types::OperationState;
 use hwameistor_core::volume::{ExpandStep, ExpandView, ExpandVolumeView, expand_step};
 use kube::runtime::controller::Action;
 use serde_json::json;
 
 use super::Result;
-use super::cluster::{ClusterCtx, build_ledger};
+use super::cluster::{ClusterCtx, ledger_now};
 use super::util::StoreExt;
 
 const MAX_STEPS: usize = 6;
@@ -189,28 +189,7 @@ async fn check_room(
         return Ok(Ok(()));
     };
     let name = lv.metadata.name.clone().unwrap_or_default();
-    let lsns = ctx
-        .store
-        .all::<LocalStorageNode>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalStorageNode", "*")?
-        .items;
-    let volumes = ctx
-        .store
-        .all::<LocalVolume>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolume", "*")?
-        .items;
-    let replicas = ctx
-        .store
-        .all::<LocalVolumeReplica>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolumeReplica", "*")?
-        .items;
-    let ledger = build_ledger(&lsns, &volumes, &replicas, "");
+    let ledger = ledger_now(&ctx.store, "").await?;
     for r in &config.replicas {
         if let Err(e) = ledger.check(&r.hostname, &lv.spec.pool_name, &name, bytes) {
             return Ok(Err(e.to_string()));

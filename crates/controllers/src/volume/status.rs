@@ -14,7 +14,7 @@
 //! `status.message` mirrors the message of the condition that is currently a problem, and is
 //! empty otherwise. Every change is also recorded as a Kubernetes Event on the volume.
 
-use hwameistor_api::{LocalStorageNode, LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot};
+use hwameistor_api::{LocalVolume, LocalVolumeSnapshot};
 use hwameistor_core::placement::{CapacityLedger, PlacementError};
 use hwameistor_core::snapshot::{VolumeDeleteCheck, VolumeSnapshotRef, volume_delete_check};
 use hwameistor_store::Store;
@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::json;
 
 use super::Result;
-use super::cluster::build_ledger;
+use super::cluster::ledger_now;
 use super::util::{StoreExt, now_time};
 use crate::event::object_ref;
 
@@ -171,25 +171,7 @@ async fn set(
 /// Placement failed: `Scheduled=False` with the reason, mirrored in `status.message`.
 pub async fn placement_failed(store: &Store, lv: &LocalVolume, err: &PlacementError) -> Result<()> {
     let name = lv.metadata.name.clone().unwrap_or_default();
-    let lsns = store
-        .all::<LocalStorageNode>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalStorageNode", "*")?
-        .items;
-    let volumes = store
-        .all::<LocalVolume>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolume", "*")?
-        .items;
-    let replicas = store
-        .all::<LocalVolumeReplica>()
-        .list(&Default::default())
-        .await
-        .ctx("list", "LocalVolumeReplica", "*")?
-        .items;
-    let ledger = build_ledger(&lsns, &volumes, &replicas, &name);
+    let ledger = ledger_now(store, &name).await?;
     let msg = placement_message(
         &ledger,
         &lv.spec.pool_name,
