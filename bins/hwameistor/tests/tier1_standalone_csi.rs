@@ -7,29 +7,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, ctl};
+use common::{Server, ctl, wait_ctl};
 use hwameistor_testkit::ReleaseOnDrop;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-async fn wait_for(
-    dir: &std::path::Path,
-    args: &[&str],
-    what: &str,
-    ok: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (code, out, err) = ctl(dir, args).await;
-        if code == 0 && ok(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: last output {out:?}, {err:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_for(dir: &Path, args: &[&str], what: &str, ok: impl Fn(&str) -> bool) -> String {
+    wait_ctl(dir, args, what, 30, ok).await
 }
 
 async fn volume_ready(dir: &Path, name: &str) {

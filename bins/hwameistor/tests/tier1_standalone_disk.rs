@@ -19,7 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, ctl};
+use common::{Server, ctl, wait_ctl};
 use hwameistor_csi::client::{CsiClient, connect};
 use hwameistor_csi::proto::volume_capability::access_mode::Mode;
 use hwameistor_csi::proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
@@ -48,21 +48,11 @@ async fn loop_disk(file: &Path, size: u64) -> String {
 }
 
 async fn wait_json(dir: &Path, args: &[&str], what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let (code, out, err) = ctl(dir, args).await;
-        if code == 0
-            && let Ok(v) = serde_json::from_str::<Value>(&out)
-            && ok(&v)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: last output {out:?}, {err:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let out = wait_ctl(dir, args, what, 45, |o| {
+        serde_json::from_str::<Value>(o).is_ok_and(|v| ok(&v))
+    })
+    .await;
+    serde_json::from_str(&out).unwrap()
 }
 
 fn items(v: &Value) -> Vec<Value> {

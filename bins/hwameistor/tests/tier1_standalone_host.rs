@@ -15,99 +15,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Server, ctl};
+use common::{Server, ctl, wait_ctl};
 use hwameistor_exec::{Cmd, Runner, TokioRunner};
+use hwameistor_testkit::{ReleaseOnDrop, block};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 const MI: u64 = 1 << 20;
 
 async fn wait_for(dir: &Path, args: &[&str], what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (code, out, err) = ctl(dir, args).await;
-        if code == 0 && ok(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: last output {out:?}, {err:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Unmounts and detaches whatever a run left under its directories, even on failure.
-struct HostCleanup(Vec<PathBuf>);
-
-impl Drop for HostCleanup {
-    fn drop(&mut self) {
-        let dirs: Vec<String> = self
-            .0
-            .iter()
-            .map(|d| d.to_string_lossy().into_owned())
-            .collect();
-        // a runtime of its own on a thread of its own: drop may run inside the test's runtime
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for d in &dirs {
-                    let r = TokioRunner::new();
-                    for m in mounts_under(d) {
-                        let _ = r.run(&Cmd::new("umount").args(["-l", &m])).await;
-                    }
-                }
-                for d in &dirs {
-                    let r = TokioRunner::new();
-                    for (dev, _) in loops_under(d).await {
-                        let _ = r.run(&Cmd::new("losetup").args(["-d", &dev])).await;
-                    }
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// Mount targets at or below `dir`, deepest first.
-fn mounts_under(dir: &str) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut m: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
-        .map(str::to_string)
-        .collect();
-    m.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    m
-}
-
-/// (device, backing file) of loop devices backed by files below `dir`.
-async fn loops_under(dir: &str) -> Vec<(String, String)> {
-    let out = TokioRunner::new()
-        .run(&Cmd::new("losetup").args(["-J", "-l", "-O", "NAME,BACK-FILE"]))
-        .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    v["loopdevices"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| {
-            let back = d["back-file"].as_str()?.trim_end_matches(" (deleted)");
-            back.starts_with(&format!("{dir}/")).then(|| {
-                (
-                    d["name"].as_str().unwrap_or_default().to_string(),
-                    back.to_string(),
-                )
-            })
-        })
-        .collect()
+    wait_ctl(dir, args, what, 60, ok).await
 }
 
 /// Prints the server's log when the test fails.
@@ -324,7 +241,7 @@ async fn volume_qos_throttles_every_process_and_follows_live_changes() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let _cleanup = HostCleanup(vec![dir.clone()]);
+    let _cleanup = ReleaseOnDrop(dir.clone());
     let _log = LogOnPanic(dir.clone());
     // a child blkio cgroup: v1 blk-throttle is flat, so a rule in the root alone would not
     // reach processes in it; the host-wide throttler writes every cgroup
@@ -406,10 +323,24 @@ async fn volume_qos_throttles_every_process_and_follows_live_changes() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// What of ours is on the host: mounts and loop devices under `dir` or at `extra`.
+/// What of ours is on the host: mount targets and (device, backing file) of loop devices
+/// at or below `dir`.
 async fn host_state(dir: &Path) -> (Vec<String>, Vec<(String, String)>) {
-    let d = dir.to_str().unwrap();
-    (mounts_under(d), loops_under(d).await)
+    let mounts = block::mounts()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|t| Path::new(t).starts_with(dir))
+        .collect();
+    let loops = block::loops_below(dir)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| {
+            let back = l.back_file.trim_end_matches(" (deleted)").to_string();
+            (l.name.display().to_string(), back)
+        })
+        .collect();
+    (mounts, loops)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,7 +351,8 @@ async fn sigterm_releases_the_host_and_a_restart_brings_everything_back() {
     std::fs::create_dir_all(&dir).unwrap();
     let mnt = tmp.path().join("mnt");
     let m = mnt.to_str().unwrap().to_string();
-    let _cleanup = HostCleanup(vec![dir.clone(), mnt.clone(), tmp.path().join("blk")]);
+    // the user's mounts first, then the data dir (pools, volumes, demo disks)
+    let _cleanup = [mnt.clone(), tmp.path().join("blk"), dir.clone()].map(ReleaseOnDrop);
     let _log = LogOnPanic(dir.clone());
 
     // 1. create, mount, write, unmount; SIGTERM: nothing of ours stays

@@ -132,3 +132,26 @@ pub async fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8(err).unwrap(),
     )
 }
+
+/// Run hwameictl with `args` until it succeeds with an output `ok` accepts; that output.
+/// Panics after `secs` with the last output.
+pub async fn wait_ctl(
+    dir: &Path,
+    args: &[&str],
+    what: &str,
+    secs: u64,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (code, out, err) = ctl(dir, args).await;
+        if code == 0 && ok(&out) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: last output {out:?}, {err:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
