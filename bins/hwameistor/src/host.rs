@@ -52,23 +52,13 @@ pub struct MountLine {
 }
 
 pub fn mount_lines(mountinfo: &str) -> Vec<MountLine> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let root = f.nth(3)?;
-            let target = f.next()?;
-            // fstype and source follow the " - " separator (after optional fields)
-            let (_, tail) = l.split_once(" - ")?;
-            let mut t = tail.split(' ');
-            let fstype = t.next()?;
-            let source = t.next()?;
-            Some(MountLine {
-                root: unescape_mount(root),
-                target: PathBuf::from(unescape_mount(target)),
-                fstype: fstype.to_string(),
-                source: unescape_mount(source),
-            })
+    hwameistor_core::mountinfo::parse(mountinfo)
+        .into_iter()
+        .map(|m| MountLine {
+            root: m.root,
+            target: PathBuf::from(m.mount_point),
+            fstype: m.fs_type,
+            source: m.source,
         })
         .collect()
 }
@@ -90,27 +80,6 @@ pub fn device_mounts(mountinfo: &str, dev: &Path) -> Vec<PathBuf> {
         })
         .map(|m| m.target)
         .collect()
-}
-
-/// Undo the octal escapes (`\040` for a space) of mountinfo paths.
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn read_mountinfo() -> String {

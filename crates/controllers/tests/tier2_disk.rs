@@ -69,6 +69,7 @@ async fn emulated_disks_are_typed_named_and_protected() -> Result<()> {
             node_name: node.clone(),
             roots: Default::default(),
             include_loop: false,
+            loop_backing_dir: None,
         },
         TokioRunner::shared(),
     );

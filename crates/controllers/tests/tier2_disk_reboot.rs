@@ -520,6 +520,7 @@ async fn hot_plug_and_unplug_are_noticed_quickly() -> Result<()> {
             node_name: guest.hostname.clone(),
             roots: Default::default(),
             include_loop: false,
+            loop_backing_dir: None,
         },
         TokioRunner::shared(),
     );

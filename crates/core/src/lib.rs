@@ -13,8 +13,10 @@
 //! - `placement` replica placement, capacity accounting, reservations (controllers)
 //! - `volume`    volume/replica/operation state machines, size rounding (controllers)
 //! - `snapshot`  snapshot/restore/rollback state machines, thin-pool maths (snapshot)
+//! - `mountinfo` parsing the kernel's mount table (lead)
 
 pub mod disk;
+pub mod mountinfo;
 pub mod names;
 pub mod params;
 pub mod placement;

@@ -77,6 +77,29 @@ pub struct DiscoveryConfig {
     pub roots: Roots,
     /// Report loop devices that have a backing file (tests, standalone demo).
     pub include_loop: bool,
+    /// With `include_loop`: only loop devices whose backing file lies under this directory
+    /// count; the others are skipped before any probe. The standalone demo sets its `disks/`
+    /// directory, so the `file` engine's volume loop devices (user data, and one more device
+    /// per volume to probe) are never looked at.
+    pub loop_backing_dir: Option<std::path::PathBuf>,
+}
+
+/// True if the device `kernel_name` (backing file `backing`, as sysfs shows it) may be
+/// reported under `dir`: any device that is not a loop device, or a loop device backed by a
+/// file under `dir` (path components, not string prefix).
+pub fn loop_backing_allowed(
+    kernel_name: &str,
+    backing: Option<&str>,
+    dir: &std::path::Path,
+) -> bool {
+    if !kernel_name.starts_with("loop") {
+        return true;
+    }
+    match backing {
+        // sysfs shows a removed backing file as "<path> (deleted)"
+        Some(f) => std::path::Path::new(f.trim_end_matches(" (deleted)")).starts_with(dir),
+        None => false,
+    }
 }
 
 impl DiscoveryConfig {
@@ -85,6 +108,7 @@ impl DiscoveryConfig {
             node_name: node_name.into(),
             roots: Roots::default(),
             include_loop: false,
+            loop_backing_dir: None,
         }
     }
 }
@@ -343,6 +367,12 @@ impl DiscoverySource for Discoverer {
                 tracing::trace!(device = %name, %why, "skipped");
                 continue;
             }
+            if let Some(dir) = &self.config.loop_backing_dir
+                && !loop_backing_allowed(&name, facts.loop_backing_file.as_deref(), dir)
+            {
+                tracing::trace!(device = %name, dir = %dir.display(), "loop device backed outside the disk directory; skipped");
+                continue;
+            }
             let dev = match self.probe_device(&name).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -373,5 +403,34 @@ impl DiscoverySource for Discoverer {
             }
             None => self.cache().clear(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loop_backing_allowed as backing_allowed;
+    use std::path::Path;
+
+    #[test]
+    fn only_loop_devices_backed_under_the_dir_pass() {
+        let dir = Path::new("/var/lib/demo/disks");
+        assert!(backing_allowed("sdb", None, dir));
+        assert!(backing_allowed(
+            "loop0",
+            Some("/var/lib/demo/disks/disk-0.img"),
+            dir
+        ));
+        assert!(!backing_allowed(
+            "loop3",
+            Some("/var/lib/demo/pools/LocalStorage_PoolHDD/u1/pvc-1.img"),
+            dir
+        ));
+        // a sibling directory sharing the prefix as a string is not "under"
+        assert!(!backing_allowed(
+            "loop4",
+            Some("/var/lib/demo/disks2/x.img"),
+            dir
+        ));
+        assert!(!backing_allowed("loop5", None, dir));
     }
 }

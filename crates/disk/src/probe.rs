@@ -61,59 +61,14 @@ pub async fn probe_signatures(runner: &dyn Runner, dev_path: &str) -> Result<Sig
     }
 }
 
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub major: u32,
-    pub minor: u32,
-    pub mount_point: String,
-    pub fs_type: String,
-    pub source: String,
-}
+/// One line of `/proc/self/mountinfo` (the parser lives in `hwameistor_core::mountinfo`).
+pub use hwameistor_core::mountinfo::MountInfo as Mount;
 
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use hwameistor_core::mountinfo::unescape;
 
 /// Parse `/proc/self/mountinfo`.
 pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = f.iter().position(|x| *x == "-") else {
-            continue;
-        };
-        if f.len() < 5 || sep + 2 >= f.len() {
-            continue;
-        }
-        let Some((major, minor)) = crate::sysfs::parse_dev(f[2]) else {
-            continue;
-        };
-        out.push(Mount {
-            major,
-            minor,
-            mount_point: unescape(f[4]),
-            fs_type: f[sep + 1].to_owned(),
-            source: unescape(f[sep + 2]),
-        });
-    }
-    out
+    hwameistor_core::mountinfo::parse(text)
 }
 
 /// Parse `/proc/swaps`: the active swap devices/files.

@@ -116,6 +116,7 @@ impl FakeHost {
             node_name: "node1".into(),
             roots: self.roots(),
             include_loop,
+            loop_backing_dir: None,
         };
         Discoverer::new(cfg, Arc::new(self.runner.clone()))
     }
@@ -515,6 +516,7 @@ async fn the_host_mount_table_can_be_read_from_a_container() {
         node_name: "node1".into(),
         roots: h.roots(),
         include_loop: false,
+        loop_backing_dir: None,
     };
     let own = Discoverer::new(cfg.clone(), Arc::new(h.runner.clone()))
         .scan()

@@ -203,9 +203,11 @@ pub async fn mkfs(
     Ok(MkfsOutcome::Formatted)
 }
 
-/// One line of `findmnt -J`.
+/// One mount of the host, in the shape `findmnt` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MountEntry {
+    /// `/dev/loop3`; `source[root]` for a mounted subtree, e.g. `udev[/loop3]` for a bind
+    /// mount of a device node.
     pub source: String,
     pub target: PathBuf,
     pub fstype: String,
@@ -213,57 +215,44 @@ pub struct MountEntry {
     pub options: String,
 }
 
-#[derive(Deserialize)]
-struct FindmntOut {
-    #[serde(default)]
-    filesystems: Vec<MountEntry>,
-}
-
-/// Parse `findmnt -J -l -o SOURCE,TARGET,FSTYPE,OPTIONS` output.
-pub fn parse_findmnt(json: &str) -> std::result::Result<Vec<MountEntry>, String> {
-    if json.trim().is_empty() {
-        return Ok(Vec::new());
+impl From<hwameistor_core::mountinfo::MountInfo> for MountEntry {
+    fn from(m: hwameistor_core::mountinfo::MountInfo) -> Self {
+        MountEntry {
+            source: m.display_source(),
+            target: PathBuf::from(m.mount_point),
+            fstype: m.fs_type,
+            options: m.options,
+        }
     }
-    serde_json::from_str::<FindmntOut>(json)
-        .map(|o| o.filesystems)
-        .map_err(|e| e.to_string())
 }
 
-async fn findmnt(
-    runner: &dyn Runner,
-    op: &'static str,
-    args: &[String],
-) -> Result<Vec<MountEntry>> {
-    let cmd = Cmd::new("findmnt")
-        .args(["-J", "-l", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS"])
-        .args(args.iter().cloned());
-    let out = runner
-        .output(&cmd)
-        .await
-        .map_err(|e| Error::command(op, Context::default(), e))?;
-    // findmnt exits 1 when nothing matches.
-    if !out.success() && out.stdout.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    parse_findmnt(&out.stdout).map_err(|m| Error::Parse {
-        op,
-        ctx: Context::default(),
-        message: format!("output of findmnt: {m}"),
-    })
+/// Parse mountinfo text into entries, in the kernel's order.
+pub fn parse_mount_table(mountinfo: &str) -> Vec<MountEntry> {
+    hwameistor_core::mountinfo::parse(mountinfo)
+        .into_iter()
+        .map(MountEntry::from)
+        .collect()
 }
 
-/// Every mount of the host.
+fn mount_table(runner: &dyn Runner, op: &'static str) -> Result<Vec<MountEntry>> {
+    let text = runner
+        .mount_table()
+        .map_err(|e| Error::io(op, Context::default(), Path::new("/proc/self/mountinfo"), e))?;
+    Ok(parse_mount_table(&text))
+}
+
+/// Every mount of the host (the mount namespace the runner's commands run in). Read from
+/// the kernel's mount table, so it costs no process.
 pub async fn list_mounts(runner: &dyn Runner) -> Result<Vec<MountEntry>> {
-    findmnt(runner, "list mounts", &[]).await
+    mount_table(runner, "list mounts")
 }
 
 /// What is mounted exactly at `target` (the last, visible mount), if anything.
 pub async fn mount_at(runner: &dyn Runner, target: &Path) -> Result<Option<MountEntry>> {
-    let args = vec![
-        "--mountpoint".to_owned(),
-        target.to_string_lossy().into_owned(),
-    ];
-    Ok(findmnt(runner, "find mount", &args).await?.pop())
+    let canon = std::fs::canonicalize(target).ok();
+    Ok(mount_table(runner, "find mount")?
+        .into_iter()
+        .rfind(|m| m.target == target || canon.as_deref() == Some(m.target.as_path())))
 }
 
 /// Device number (major, minor) of a block device node (symlinks followed).
@@ -519,19 +508,16 @@ mod tests {
     }
 
     #[test]
-    fn parses_findmnt() {
-        let json = r#"{
-           "filesystems": [
-              {"source": "/dev/loop3", "target": "/var/lib/x", "fstype": "xfs", "options": "rw,relatime"},
-              {"source": "udev[/loop4]", "target": "/var/lib/kubelet/pods/p/volumeDevices/v", "fstype": "devtmpfs", "options": "rw"}
-           ]
-        }"#;
-        let m = parse_findmnt(json).unwrap();
+    fn reads_the_mount_table() {
+        let text = "22 1 7:3 / /var/lib/x rw,relatime - xfs /dev/loop3 rw,attr2\n\
+            40 22 0:5 /loop4 /var/lib/kubelet/pods/p/volumeDevices/v rw - devtmpfs udev rw\n";
+        let m = parse_mount_table(text);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].target, PathBuf::from("/var/lib/x"));
+        assert_eq!(m[0].options, "rw,relatime,attr2");
+        assert_eq!(m[1].source, "udev[/loop4]");
         assert_eq!(m[1].fstype, "devtmpfs");
-        assert!(parse_findmnt("").unwrap().is_empty());
-        assert!(parse_findmnt("{").is_err());
+        assert!(parse_mount_table("").is_empty());
     }
 
     #[test]
@@ -608,12 +594,9 @@ mod tests {
     #[tokio::test]
     async fn unmount_of_unmounted_target_is_a_noop() {
         let fake = RecordingRunner::new();
-        fake.respond_prefix(&["findmnt"], Output::failed(1, ""));
+        fake.set_mount_table("22 1 7:3 / /mnt/y rw - xfs /dev/loop3 rw\n");
         unmount(&fake, Path::new("/mnt/x")).await.unwrap();
-        assert_eq!(
-            fake.command_lines(),
-            ["findmnt -J -l -o SOURCE,TARGET,FSTYPE,OPTIONS --mountpoint /mnt/x"]
-        );
+        assert!(fake.command_lines().is_empty());
     }
 
     #[tokio::test]
@@ -624,12 +607,7 @@ mod tests {
             ("btrfs", "btrfs filesystem resize max /mnt/v"),
         ] {
             let fake = RecordingRunner::new();
-            fake.respond_prefix(
-                &["findmnt"],
-                Output::ok(format!(
-                    r#"{{"filesystems":[{{"source":"/dev/loop3","target":"/mnt/v","fstype":"{fstype}","options":"rw"}}]}}"#
-                )),
-            );
+            fake.set_mount_table(format!("22 1 7:3 / /mnt/v rw - {fstype} /dev/loop3 rw\n"));
             fake.respond(&expect.split(' ').collect::<Vec<_>>(), Output::ok(""));
             grow(&fake, Path::new("/dev/loop3"), Path::new("/mnt/v"))
                 .await

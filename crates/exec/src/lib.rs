@@ -237,6 +237,13 @@ pub trait Runner: Send + Sync + fmt::Debug {
     /// only for spawn failures, i/o errors and timeouts.
     async fn output(&self, cmd: &Cmd) -> Result<Output>;
 
+    /// The mount table (`mountinfo` text) of the mount namespace the commands run in: what
+    /// `findmnt` would see, read without starting a process. Parse it with
+    /// `hwameistor_core::mountinfo`.
+    fn mount_table(&self) -> std::io::Result<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+    }
+
     /// Run the command and require exit code 0; a non-zero exit becomes [`Error::Failed`].
     async fn run(&self, cmd: &Cmd) -> Result<Output> {
         let out = self.output(cmd).await?;
@@ -349,6 +356,11 @@ impl<R: Runner> Runner for HostNamespace<R> {
     async fn output(&self, cmd: &Cmd) -> Result<Output> {
         self.inner.output(&cmd.wrapped(NSENTER_PREFIX)).await
     }
+
+    /// The host's mount table: PID 1's (this process shares the host's PID namespace).
+    fn mount_table(&self) -> std::io::Result<String> {
+        std::fs::read_to_string("/proc/1/mountinfo")
+    }
 }
 
 /// A fake runner for unit tests: canned responses matched by exact argv (first match wins;
@@ -365,6 +377,7 @@ struct Recording {
     responses: VecDeque<(Vec<String>, Output, bool)>,
     prefix_responses: Vec<(Vec<String>, Output)>,
     calls: Vec<Cmd>,
+    mount_table: String,
 }
 
 impl RecordingRunner {
@@ -374,6 +387,12 @@ impl RecordingRunner {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Recording> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What [`Runner::mount_table`] returns (mountinfo lines).
+    pub fn set_mount_table(&self, mountinfo: impl Into<String>) -> &Self {
+        self.lock().mount_table = mountinfo.into();
+        self
     }
 
     /// Answer every call with exactly this argv with `output`.
@@ -417,6 +436,12 @@ impl RecordingRunner {
 
 #[async_trait]
 impl Runner for RecordingRunner {
+    /// The table set with [`RecordingRunner::set_mount_table`]; empty (nothing mounted) until
+    /// then.
+    fn mount_table(&self) -> std::io::Result<String> {
+        Ok(self.lock().mount_table.clone())
+    }
+
     async fn output(&self, cmd: &Cmd) -> Result<Output> {
         let argv = cmd.argv();
         let mut rec = self.lock();

@@ -88,6 +88,7 @@ pub async fn run_node(
         node_name: cfg.node_name.clone(),
         roots: cfg.roots.clone(),
         include_loop: cfg.include_loop,
+        loop_backing_dir: cfg.loop_backing_dir.clone(),
     };
     let volumes = tokio::spawn(super::volume::run_volume_loop(
         store.clone(),
@@ -96,10 +97,7 @@ pub async fn run_node(
         cfg.poll_interval,
         shutdown.clone(),
     ));
-    let mut source: Arc<dyn DiscoverySource> = Arc::new(Discoverer::new(dcfg, runner));
-    if let Some(dir) = cfg.loop_backing_dir.clone() {
-        source = Arc::new(LoopBackingFilter { inner: source, dir });
-    }
+    let source: Arc<dyn DiscoverySource> = Arc::new(Discoverer::new(dcfg, runner));
     let (_listener, rx) = if cfg.uevents {
         match hwameistor_disk::uevent::listen_block() {
             Ok((l, rx)) => (Some(l), Some(rx)),
@@ -792,78 +790,4 @@ pub fn link_into_pool(root: &std::path::Path, ld: &LocalDisk) -> Result<()> {
         source,
     })?;
     Ok(())
-}
-
-/// A discovery source that drops loop devices whose backing file is outside `dir`.
-#[derive(Debug)]
-struct LoopBackingFilter {
-    inner: Arc<dyn DiscoverySource>,
-    dir: PathBuf,
-}
-
-/// True if `disk` may be reported: not a loop device, or one backed by a file under `dir`.
-fn loop_backing_allowed(disk: &hwameistor_disk::DiscoveredDisk, dir: &std::path::Path) -> bool {
-    backing_allowed(
-        &disk.device.kernel_name,
-        disk.device.loop_backing_file.as_deref(),
-        dir,
-    )
-}
-
-fn backing_allowed(kernel_name: &str, backing: Option<&str>, dir: &std::path::Path) -> bool {
-    if !kernel_name.starts_with("loop") {
-        return true;
-    }
-    match backing {
-        // sysfs shows a removed backing file as "<path> (deleted)"
-        Some(f) => std::path::Path::new(f.trim_end_matches(" (deleted)")).starts_with(dir),
-        None => false,
-    }
-}
-
-#[async_trait::async_trait]
-impl DiscoverySource for LoopBackingFilter {
-    async fn scan(&self) -> hwameistor_disk::Result<Vec<hwameistor_disk::DiscoveredDisk>> {
-        let mut disks = self.inner.scan().await?;
-        disks.retain(|d| loop_backing_allowed(d, &self.dir));
-        Ok(disks)
-    }
-    fn fingerprint(&self) -> hwameistor_disk::Result<String> {
-        self.inner.fingerprint()
-    }
-    async fn smart(&self, dev_path: &str) -> hwameistor_disk::Result<hwameistor_disk::SmartReport> {
-        self.inner.smart(dev_path).await
-    }
-    fn invalidate(&self, device: Option<&str>) {
-        self.inner.invalidate(device)
-    }
-}
-
-#[cfg(test)]
-mod loop_filter_tests {
-    use super::backing_allowed;
-    use std::path::Path;
-
-    #[test]
-    fn only_loop_devices_backed_under_the_dir_pass() {
-        let dir = Path::new("/var/lib/demo/disks");
-        assert!(backing_allowed("sdb", None, dir));
-        assert!(backing_allowed(
-            "loop0",
-            Some("/var/lib/demo/disks/disk-0.img"),
-            dir
-        ));
-        assert!(!backing_allowed(
-            "loop3",
-            Some("/var/lib/demo/pools/LocalStorage_PoolHDD/u1/pvc-1.img"),
-            dir
-        ));
-        // a sibling directory sharing the prefix as a string is not "under"
-        assert!(!backing_allowed(
-            "loop4",
-            Some("/var/lib/demo/disks2/x.img"),
-            dir
-        ));
-        assert!(!backing_allowed("loop5", None, dir));
-    }
 }

@@ -30,7 +30,7 @@ const MAX_STEPS: usize = 8;
 /// Replicas one node agent works on at once. The engine serialises most of its work per pool
 /// anyway (the file engine per node, LVM per volume group); more parallel passes would only
 /// add concurrent host probes that slow down the one doing the work.
-const NODE_CONCURRENCY: u16 = 4;
+const NODE_CONCURRENCY: u16 = 16;
 
 /// The replica controller of one node.
 pub(crate) fn controller(ctx: &NodeCtx) -> Controller<LocalVolumeReplica> {

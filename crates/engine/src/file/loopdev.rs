@@ -1,5 +1,11 @@
 //! Loop devices: attach a file with direct IO, find the loop devices of a file, refresh the
 //! capacity after the file grew, detach.
+//!
+//! Finding the loop devices of a file reads sysfs ([`scan`]: `/sys/block/loop*/loop/`), which
+//! costs no process; `losetup -l` ([`list`]) reports the same and is kept as an independent
+//! view for tests. sysfs names the backing file by path only (no inode), as the kernel resolves
+//! it now: a renamed file shows its new path, a deleted one ends in ` (deleted)` and so matches
+//! no file of ours.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -163,7 +169,48 @@ impl FileId {
     }
 }
 
-/// All loop devices of the host.
+/// The attached loop devices of the host, from sysfs under `sys` (normally `/sys`): every
+/// `block/loopN` with a `loop/backing_file`. Devices that vanish while being read are skipped.
+pub fn scan_at(sys: &Path) -> Vec<LoopDevice> {
+    let Ok(dir) = std::fs::read_dir(sys.join("block")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<LoopDevice> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name.strip_prefix("loop")?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let attrs = e.path().join("loop");
+            let back = std::fs::read_to_string(attrs.join("backing_file")).ok()?;
+            let back = back.trim_end_matches('\n');
+            if back.is_empty() {
+                return None;
+            }
+            let dio = std::fs::read_to_string(attrs.join("dio"))
+                .map(|d| d.trim() == "1")
+                .unwrap_or(false);
+            Some(LoopDevice {
+                name: PathBuf::from("/dev").join(&name),
+                back_file: back.to_owned(),
+                dio,
+                back_ino: None,
+                back_dev: None,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// [`scan_at`] of `/sys`.
+pub fn scan() -> Vec<LoopDevice> {
+    scan_at(Path::new("/sys"))
+}
+
+/// All loop devices of the host, as `losetup -l` reports them.
 pub async fn list(runner: &dyn Runner, l: &Losetup, op: &'static str) -> Result<Vec<LoopDevice>> {
     let out = runner
         .run(&l.list())
@@ -219,6 +266,43 @@ mod tests {
         };
         assert!(id.backs(&l[1]));
         assert!(!id.backs(&l[0]));
+    }
+
+    #[test]
+    fn scans_sysfs() {
+        let sys = tempfile::tempdir().unwrap();
+        let mk = |name: &str, back: Option<&str>, dio: &str| {
+            let d = sys.path().join("block").join(name);
+            std::fs::create_dir_all(d.join("loop")).unwrap();
+            if let Some(b) = back {
+                std::fs::write(d.join("loop/backing_file"), format!("{b}\n")).unwrap();
+                std::fs::write(d.join("loop/dio"), format!("{dio}\n")).unwrap();
+            }
+        };
+        mk("loop3", Some("/pool/volumes/a b.img"), "1");
+        mk("loop10", Some("/tmp/x.img (deleted)"), "0");
+        mk("loop4", None, "0"); // detached: no loop/backing_file
+        std::fs::create_dir_all(sys.path().join("block/sda")).unwrap();
+        std::fs::create_dir_all(sys.path().join("block/loopx/loop")).unwrap();
+        let l = scan_at(sys.path());
+        let names: Vec<_> = l.iter().map(|d| d.name.display().to_string()).collect();
+        assert_eq!(names, ["/dev/loop10", "/dev/loop3"]);
+        assert_eq!(l[1].back_file, "/pool/volumes/a b.img");
+        assert!(l[1].dio);
+        assert!(!l[0].dio);
+        let id = FileId {
+            path: PathBuf::from("/pool/volumes/a b.img"),
+            ino: 1,
+            dev: (0, 1),
+        };
+        assert!(id.backs(&l[1]));
+        let gone = FileId {
+            path: PathBuf::from("/tmp/x.img"),
+            ino: 1,
+            dev: (0, 1),
+        };
+        assert!(!gone.backs(&l[0]), "a deleted backing file is nobody's");
+        assert!(scan_at(&sys.path().join("nothing")).is_empty());
     }
 
     #[test]

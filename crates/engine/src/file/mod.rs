@@ -27,13 +27,23 @@
 //!   missing, so re-running any call after a crash completes it.
 //! - The loop device is attached with `--direct-io=on`: IO to the volume goes straight to the
 //!   pool filesystem's blocks without double caching in the page cache.
-//! - Loop devices backed by our files are found again after an agent restart with
-//!   `losetup -J -l` (matched by inode and device of the backing file), and
+//! - Loop devices backed by our files are found again after an agent restart from sysfs
+//!   (`/sys/block/loop*/loop/backing_file`, matched by path), and
 //!   [`VolumeEngine::activate_volume`] re-attaches a volume whose loop device is gone (after
 //!   a reboot) and re-points its symlink.
 //! - Snapshots are reflink copies (`cp --reflink=always`): instant and space-sharing on XFS
 //!   with reflink and on btrfs. Restore is a reflink copy to a new volume file; rollback
 //!   replaces the (unused, deactivated) volume file's content with a reflink copy.
+//! - Host state is read without processes where the kernel offers it: mounts from the mount
+//!   table ([`hwameistor_exec::Runner::mount_table`]), loop devices and their sizes from
+//!   sysfs. A plain create runs one command (`losetup --show -f`).
+//!
+//! # Concurrency
+//! Volume calls on different volumes run in parallel: each takes its volume's lock and,
+//! only for the moment it chooses a disk and claims space (create, extend, restore), the
+//! engine's space lock, so two creates can never both count the same free bytes. Pool
+//! changes (`ensure_pool`) and snapshot calls are exclusive: they wait for every volume call
+//! to finish and hold the others off.
 
 pub mod loopdev;
 
@@ -45,7 +55,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use hwameistor_core::names;
 use hwameistor_exec::{Cmd, SharedRunner};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::config::{FileEngineConfig, PoolFsType};
 use crate::engine::VolumeEngine;
@@ -73,7 +83,18 @@ pub struct FileEngine {
     runner: SharedRunner,
     cfg: FileEngineConfig,
     losetup: Losetup,
-    lock: Mutex<()>,
+    /// Shared by volume calls, exclusive for pool and snapshot calls.
+    gate: RwLock<()>,
+    /// Held while a disk is chosen and its space claimed.
+    space: Mutex<()>,
+    /// One lock per `pool/volume` being worked on.
+    volumes: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Mutex<()>>>>,
+}
+
+/// What a volume call holds: the shared gate and its volume's lock.
+struct VolumeGuard<'a> {
+    _gate: RwLockReadGuard<'a, ()>,
+    _volume: OwnedMutexGuard<()>,
 }
 
 /// One mounted pool disk.
@@ -186,8 +207,30 @@ impl FileEngine {
             runner,
             cfg,
             losetup,
-            lock: Mutex::new(()),
+            gate: RwLock::new(()),
+            space: Mutex::new(()),
+            volumes: Default::default(),
         }
+    }
+
+    /// Wait for the shared gate and `pool/volume`'s lock.
+    async fn lock_volume(&self, pool: &str, volume: &str) -> VolumeGuard<'_> {
+        let gate = self.gate.read().await;
+        let m = {
+            let mut map = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+            // forget locks nobody holds or waits for, so the map stays as small as the work
+            map.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
+            map.entry(format!("{pool}/{volume}")).or_default().clone()
+        };
+        VolumeGuard {
+            _gate: gate,
+            _volume: m.lock_owned().await,
+        }
+    }
+
+    /// Exclusive: no volume call runs meanwhile.
+    async fn lock_all(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
     }
 
     /// The configuration in use.
@@ -290,8 +333,7 @@ impl FileEngine {
 
     async fn loops_of(&self, op: &'static str, file: &Path) -> Result<Vec<LoopDevice>> {
         let id = FileId::of(file).map_err(io(op, &Context::device(file.display()), file))?;
-        Ok(loopdev::list(self.runner.as_ref(), &self.losetup, op)
-            .await?
+        Ok(loopdev::scan()
             .into_iter()
             .filter(|l| id.backs(l))
             .collect())
@@ -651,7 +693,7 @@ impl VolumeEngine for FileEngine {
     async fn ensure_pool(&self, pool: &str, disks: &[PathBuf]) -> Result<PoolInfo> {
         const OP: &str = "ensure pool";
         validate_pool(pool)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_all().await;
         let mut seen = std::collections::BTreeSet::new();
         let wanted: Vec<PathBuf> = disks
             .iter()
@@ -716,7 +758,7 @@ impl VolumeEngine for FileEngine {
                 detail: Some(crate::engine::NO_THIN_POOLS.into()),
             });
         }
-        let _g = self.lock.lock().await;
+        let _g = self.lock_volume(pool, volume).await;
         let disks = self.existing_disks(OP, pool).await?;
         if opts.striped && disks.len() > 1 {
             return Err(Error::Unsupported {
@@ -739,6 +781,7 @@ impl VolumeEngine for FileEngine {
                 });
             }
         } else {
+            let _space = self.space.lock().await;
             // The disk with the most free space.
             let mut best: Option<(&DiskMount, DiskUsage)> = None;
             for d in &disks {
@@ -780,7 +823,7 @@ impl VolumeEngine for FileEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         let ctx = Context::volume(pool, volume);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_volume(pool, volume).await;
         let disks = self.pool_disks(OP, pool).await?;
         if let Some((disk, file)) = Self::find_volume(&disks, volume) {
             self.detach(OP, pool, volume, &file).await?;
@@ -805,7 +848,7 @@ impl VolumeEngine for FileEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         let ctx = Context::volume(pool, volume);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_volume(pool, volume).await;
         let disks = self.existing_disks(OP, pool).await?;
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
@@ -821,6 +864,7 @@ impl VolumeEngine for FileEngine {
             });
         }
         if size > current {
+            let _space = self.space.lock().await;
             let u = self.usage(OP, pool, disk)?;
             if size - current > u.free {
                 return Err(Error::InsufficientSpace {
@@ -866,7 +910,7 @@ impl VolumeEngine for FileEngine {
         const OP: &str = "activate volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_volume(pool, volume).await;
         let disks = self.existing_disks(OP, pool).await?;
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
@@ -878,7 +922,7 @@ impl VolumeEngine for FileEngine {
         const OP: &str = "deactivate volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let _g = self.lock.lock().await;
+        let _g = self.lock_volume(pool, volume).await;
         let disks = self.pool_disks(OP, pool).await?;
         match Self::find_volume(&disks, volume) {
             Some((_, file)) => self.detach(OP, pool, volume, &file).await,
@@ -892,7 +936,7 @@ impl VolumeEngine for FileEngine {
             validate_pool(p)?;
         }
         let mounts = fs::list_mounts(self.runner.as_ref()).await?;
-        let loops = loopdev::list(self.runner.as_ref(), &self.losetup, OP).await?;
+        let loops = loopdev::scan();
         let mut out = Vec::new();
         for (p, disks) in self.disks_from(&mounts, pool) {
             for d in &disks {
@@ -918,7 +962,7 @@ impl VolumeEngine for FileEngine {
         names::validate("volume", volume)?;
         names::validate("snapshot", snapshot)?;
         let ctx = Context::volume(pool, snapshot);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_all().await;
         let disks = self.existing_disks(OP, pool).await?;
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
@@ -954,7 +998,7 @@ impl VolumeEngine for FileEngine {
         validate_pool(pool)?;
         names::validate("snapshot", snapshot)?;
         let ctx = Context::volume(pool, snapshot);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_all().await;
         for d in self.pool_disks(OP, pool).await? {
             for p in [
                 d.snapshot_file(snapshot),
@@ -1002,7 +1046,7 @@ impl VolumeEngine for FileEngine {
         names::validate("snapshot", snapshot)?;
         names::validate("volume", new_volume)?;
         let ctx = Context::volume(pool, new_volume);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_all().await;
         let disks = self.existing_disks(OP, pool).await?;
         if Self::find_volume(&disks, new_volume).is_none() {
             let disk = disks
@@ -1041,7 +1085,7 @@ impl VolumeEngine for FileEngine {
         names::validate("volume", volume)?;
         names::validate("snapshot", snapshot)?;
         let ctx = Context::volume(pool, volume);
-        let _g = self.lock.lock().await;
+        let _g = self.lock_all().await;
         let disks = self.existing_disks(OP, pool).await?;
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
