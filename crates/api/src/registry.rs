@@ -87,16 +87,13 @@ impl KindInfo {
     /// Does `name` (kind, plural, singular or short name, any case; also `<plural>.hwameistor.io`
     /// or `<singular>.hwameistor.io`) name this kind?
     pub fn matches(&self, name: &str) -> bool {
-        let name = name.trim();
-        let base = name
-            .strip_suffix(".hwameistor.io")
-            .or_else(|| name.strip_suffix(".v1alpha1.hwameistor.io"))
-            .unwrap_or(name);
-        let base = base.strip_suffix(".v1alpha1").unwrap_or(base);
-        [&self.kind, &self.plural, &self.singular]
-            .into_iter()
-            .chain(self.short_names.iter())
-            .any(|n| n.eq_ignore_ascii_case(base))
+        kind_name_matches(
+            name,
+            &self.kind,
+            &self.plural,
+            &self.singular,
+            &self.short_names,
+        )
     }
 
     /// Columns to print: NAME first, then the CRD's columns (priority 0 only unless `wide`);
@@ -297,4 +294,26 @@ pub fn parse_rfc3339_unix(s: &str) -> Option<i64> {
     s.parse::<k8s_openapi::jiff::Timestamp>()
         .ok()
         .map(|t| t.as_second())
+}
+
+/// Does `name` (any case; also `<name>.hwameistor.io` or `<name>.v1alpha1[.hwameistor.io]`)
+/// name the kind with these names? [`KindInfo::matches`], for callers (the CLI) that learn
+/// the names from the server's discovery instead of the registry.
+pub fn kind_name_matches(
+    name: &str,
+    kind: &str,
+    plural: &str,
+    singular: &str,
+    short_names: &[String],
+) -> bool {
+    let name = name.trim();
+    let base = name
+        .strip_suffix(".hwameistor.io")
+        .or_else(|| name.strip_suffix(".v1alpha1.hwameistor.io"))
+        .unwrap_or(name);
+    let base = base.strip_suffix(".v1alpha1").unwrap_or(base);
+    [kind, plural, singular]
+        .into_iter()
+        .chain(short_names.iter().map(String::as_str))
+        .any(|n| n.eq_ignore_ascii_case(base))
 }

@@ -547,13 +547,13 @@ pub struct ResourceInfo {
 
 impl ResourceInfo {
     fn matches(&self, word: &str) -> bool {
-        let w = word.trim().to_ascii_lowercase();
-        let w = w.strip_suffix(".hwameistor.io").unwrap_or(&w);
-        let w = w.strip_suffix(".v1alpha1").unwrap_or(w);
-        w == self.name
-            || w == self.singular_name
-            || w == self.kind.to_ascii_lowercase()
-            || self.short_names.iter().any(|s| s.eq_ignore_ascii_case(w))
+        hwameistor_api::registry::kind_name_matches(
+            word,
+            &self.kind,
+            &self.name,
+            &self.singular_name,
+            &self.short_names,
+        )
     }
 }
 
