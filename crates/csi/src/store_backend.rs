@@ -72,6 +72,20 @@ fn name_of<K: kube::Resource>(o: &K) -> String {
     o.meta().name.clone().unwrap_or_default()
 }
 
+/// What a node (LocalStorageNode or LocalDiskNode) offers: Ready or not, and its pools.
+fn node_capacity<K: kube::Resource>(
+    node: &K,
+    status: Option<(NodeState, &BTreeMap<String, LocalPool>)>,
+) -> NodeCapacity {
+    NodeCapacity {
+        node: name_of(node),
+        ready: status.is_some_and(|(state, _)| state == NodeState::Ready),
+        pools: status
+            .map(|(_, pools)| pools.values().map(pool_capacity).collect())
+            .unwrap_or_default(),
+    }
+}
+
 fn pool_capacity(pool: &LocalPool) -> PoolCapacity {
     let free = pool.free_capacity_bytes.max(0) as u64;
     let limit = pool.volume_capacity_bytes_limit.max(0) as u64;
@@ -653,12 +667,8 @@ impl Backend for LvmStoreBackend {
         Ok(nodes
             .iter()
             .map(|n| {
-                let st = n.status.clone().unwrap_or_default();
-                NodeCapacity {
-                    node: name_of(n),
-                    ready: st.state == NodeState::Ready,
-                    pools: st.pools.values().map(pool_capacity).collect(),
-                }
+                let st = n.status.as_ref();
+                node_capacity(n, st.map(|s| (s.state, &s.pools)))
             })
             .collect())
     }
@@ -978,12 +988,8 @@ impl Backend for DiskStoreBackend {
         Ok(nodes
             .iter()
             .map(|n| {
-                let st = n.status.clone().unwrap_or_default();
-                NodeCapacity {
-                    node: name_of(n),
-                    ready: st.state == NodeState::Ready,
-                    pools: st.pools.values().map(pool_capacity).collect(),
-                }
+                let st = n.status.as_ref();
+                node_capacity(n, st.map(|s| (s.state, &s.pools)))
             })
             .collect())
     }
