@@ -196,6 +196,11 @@ pub trait DiscoverySource: Send + Sync + Debug {
     /// Forget cached probe results (of one kernel device, or all with `None`) so the next
     /// [`DiscoverySource::scan`] probes signatures again.
     fn invalidate(&self, _device: Option<&str>) {}
+    /// Forget the cached probes of the disks (kernel names) for which `pred` holds. Sources
+    /// that cannot select forget everything.
+    fn invalidate_matching(&self, _pred: &dyn Fn(&str) -> bool) {
+        self.invalidate(None)
+    }
 }
 
 /// Discovery on the real host.
@@ -403,6 +408,10 @@ impl DiscoverySource for Discoverer {
             }
             None => self.cache().clear(),
         }
+    }
+
+    fn invalidate_matching(&self, pred: &dyn Fn(&str) -> bool) {
+        self.cache().retain(|k, _| !pred(k));
     }
 }
 

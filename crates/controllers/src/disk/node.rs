@@ -160,16 +160,15 @@ pub async fn run_node_with(
                         tracing::debug!(action = %ev.action, device = ?ev.devname, "uevent");
                         // let a burst settle, then take all of it at once
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        let mut changed = ev.action == "change" || ev.action == "overflow";
+                        let mut changed = ChangedDevices::default();
+                        changed.note(&ev.action, ev.devname.as_deref());
                         if let Some(rx) = uevents.as_mut() {
                             while let Ok(ev) = rx.try_recv() {
-                                changed |= ev.action == "change" || ev.action == "overflow";
+                                changed.note(&ev.action, ev.devname.as_deref());
                             }
                         }
-                        if changed {
-                            // contents changed (e.g. a new filesystem): probe again
-                            agent.source.invalidate(None);
-                        }
+                        // contents changed (e.g. a new filesystem): probe those again
+                        changed.invalidate(agent.source.as_ref());
                         agent.pass_logged(&mut last_fp).await;
                     }
                     None => uevents = None,
@@ -790,4 +789,110 @@ pub fn link_into_pool(root: &std::path::Path, ld: &LocalDisk) -> Result<()> {
         source,
     })?;
     Ok(())
+}
+
+/// The devices whose contents changed in a burst of uevents: their cached probes are dropped.
+/// A `change` of a device drops the probe of every disk whose name starts the device's
+/// (`sdb1` drops `sdb`); an overflow, or a change without a name, drops them all. Other
+/// actions (`add`, `remove`) change sysfs and are seen by the fingerprint; a loop device
+/// attached for a volume therefore costs no re-probe of the other disks.
+#[derive(Debug, Default)]
+struct ChangedDevices {
+    all: bool,
+    names: std::collections::BTreeSet<String>,
+}
+
+impl ChangedDevices {
+    fn note(&mut self, action: &str, devname: Option<&str>) {
+        match (action, devname) {
+            ("overflow", _) | ("change", None) => self.all = true,
+            ("change", Some(d)) => {
+                self.names.insert(d.trim_start_matches("/dev/").to_owned());
+            }
+            _ => {}
+        }
+    }
+
+    fn invalidate(&self, source: &dyn DiscoverySource) {
+        if self.all {
+            source.invalidate(None);
+        } else if !self.names.is_empty() {
+            source
+                .invalidate_matching(&|disk: &str| self.names.iter().any(|n| n.starts_with(disk)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod changed_devices_tests {
+    use super::*;
+
+    /// Records what was invalidated, over a fixed set of cached disks.
+    #[derive(Debug, Default)]
+    struct Cache(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl DiscoverySource for Cache {
+        async fn scan(&self) -> hwameistor_disk::Result<Vec<hwameistor_disk::DiscoveredDisk>> {
+            Ok(Vec::new())
+        }
+        fn fingerprint(&self) -> hwameistor_disk::Result<String> {
+            Ok(String::new())
+        }
+        async fn smart(
+            &self,
+            _dev_path: &str,
+        ) -> hwameistor_disk::Result<hwameistor_disk::SmartReport> {
+            unreachable!("not asked")
+        }
+        fn invalidate(&self, device: Option<&str>) {
+            assert!(device.is_none());
+            self.0.lock().unwrap().clear();
+        }
+        fn invalidate_matching(&self, pred: &dyn Fn(&str) -> bool) {
+            self.0.lock().unwrap().retain(|d| !pred(d));
+        }
+    }
+
+    fn cache() -> Cache {
+        Cache(std::sync::Mutex::new(
+            ["sda", "sdb", "loop0", "loop1"].map(String::from).to_vec(),
+        ))
+    }
+
+    fn left(c: &Cache) -> Vec<String> {
+        c.0.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_change_drops_only_the_changed_disk_and_its_partitions_parent() {
+        let c = cache();
+        let mut ch = ChangedDevices::default();
+        ch.note("add", Some("loop7"));
+        ch.note("change", Some("loop7"));
+        ch.note("change", Some("sdb1"));
+        ch.invalidate(&c);
+        assert_eq!(left(&c), ["sda", "loop0", "loop1"]);
+    }
+
+    #[test]
+    fn adds_and_removes_alone_drop_nothing() {
+        let c = cache();
+        let mut ch = ChangedDevices::default();
+        ch.note("add", Some("loop9"));
+        ch.note("remove", Some("loop8"));
+        ch.invalidate(&c);
+        assert_eq!(left(&c).len(), 4);
+    }
+
+    #[test]
+    fn overflow_or_a_nameless_change_drops_everything() {
+        for (action, name) in [("overflow", None), ("change", None)] {
+            let c = cache();
+            let mut ch = ChangedDevices::default();
+            ch.note(action, name);
+            ch.invalidate(&c);
+            assert!(left(&c).is_empty(), "{action}");
+        }
+    }
 }

@@ -152,13 +152,33 @@ fn write_atomic(op: &'static str, ctx: &Context, path: &Path, content: &[u8]) ->
         f.sync_all().map_err(io(op, ctx, &tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io(op, ctx, path))?;
-    sync_dir(op, ctx, dir)
-}
-
-fn sync_dir(op: &'static str, ctx: &Context, dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(op, ctx, dir))
+}
+
+/// Run blocking file IO (fsync, syncfs) on the blocking pool: under a burst of volume calls
+/// a flush can take seconds, and on the async workers it would stall every other task.
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(std::io::Error::other("runtime shutting down")),
+    }
+}
+
+/// fsync the file or directory at `path`.
+async fn fsync(op: &'static str, ctx: &Context, path: &Path) -> Result<()> {
+    let p = path.to_path_buf();
+    blocking_io(move || std::fs::File::open(&p).and_then(|f| f.sync_all()))
+        .await
+        .map_err(io(op, ctx, path))
+}
+
+async fn sync_dir(op: &'static str, ctx: &Context, dir: &Path) -> Result<()> {
+    fsync(op, ctx, dir).await
 }
 
 /// Apparent and allocated bytes of the `*.img` files in `dir`.
@@ -506,7 +526,8 @@ impl FileEngine {
                 .timeout(self.cfg.timeout * 10);
             self.run(op, ctx, cmd).await?;
         }
-        f.sync_all().map_err(io(op, ctx, file))
+        drop(f);
+        fsync(op, ctx, file).await
     }
 
     /// Adopt or prepare one disk for `pool`: format if blank, mount, write the marker.
@@ -810,7 +831,7 @@ impl VolumeEngine for FileEngine {
             self.size_file(OP, &ctx, &tmp, size).await?;
             let file = disk.volume_file(volume);
             std::fs::rename(&tmp, &file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &dir)?;
+            sync_dir(OP, &ctx, &dir).await?;
         }
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
@@ -828,12 +849,15 @@ impl VolumeEngine for FileEngine {
         if let Some((disk, file)) = Self::find_volume(&disks, volume) {
             self.detach(OP, pool, volume, &file).await?;
             std::fs::remove_file(&file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &disk.volumes())?;
+            sync_dir(OP, &ctx, &disk.volumes()).await?;
             // Let the filesystem finish freeing the blocks (XFS frees them in the
             // background) so the pool's free space shows the deletion. Best effort.
-            if let Ok(d) = std::fs::File::open(&disk.mountpoint) {
-                let _ = nix::unistd::syncfs(&d);
-            }
+            let mountpoint = disk.mountpoint.clone();
+            let _ = blocking_io(move || {
+                let d = std::fs::File::open(&mountpoint)?;
+                nix::unistd::syncfs(&d).map_err(std::io::Error::from)
+            })
+            .await;
         }
         // Leftovers of an interrupted create, and a stale link.
         for d in &disks {
@@ -989,7 +1013,7 @@ impl VolumeEngine for FileEngine {
         // be frozen (or the pod quiesced) by the caller for an application-consistent copy.
         reflink_copy(self, OP, &ctx, &file, &tmp).await?;
         std::fs::rename(&tmp, &snap).map_err(io(OP, &ctx, &snap))?;
-        sync_dir(OP, &ctx, &dir)?;
+        sync_dir(OP, &ctx, &dir).await?;
         snapshot_info(pool, snapshot, volume, &snap, OP)
     }
 
@@ -1071,7 +1095,7 @@ impl VolumeEngine for FileEngine {
             reflink_copy(self, OP, &ctx, &disk.snapshot_file(snapshot), &tmp).await?;
             let file = disk.volume_file(new_volume);
             std::fs::rename(&tmp, &file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &disk.volumes())?;
+            sync_dir(OP, &ctx, &disk.volumes()).await?;
         }
         let (disk, file) = Self::find_volume(&disks, new_volume)
             .ok_or_else(|| Self::not_found(OP, pool, new_volume))?;
@@ -1109,8 +1133,8 @@ impl VolumeEngine for FileEngine {
         // The snapshot becomes the volume (rename is atomic), like an lvm merge consumes it.
         std::fs::rename(&snap, &file).map_err(io(OP, &ctx, &file))?;
         let _ = std::fs::remove_file(disk.snapshots().join(format!("{snapshot}{ORIGIN}")));
-        sync_dir(OP, &ctx, &disk.volumes())?;
-        sync_dir(OP, &ctx, &disk.snapshots())?;
+        sync_dir(OP, &ctx, &disk.volumes()).await?;
+        sync_dir(OP, &ctx, &disk.snapshots()).await?;
         if was_active {
             self.attach(OP, pool, volume, &file).await?;
         }
@@ -1132,9 +1156,7 @@ async fn reflink_copy(
         .arg(to.to_string_lossy())
         .timeout(e.cfg.timeout * 10);
     e.run(op, ctx, cmd).await?;
-    std::fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .map_err(io(op, ctx, to))
+    fsync(op, ctx, to).await
 }
 
 fn snapshot_info(
