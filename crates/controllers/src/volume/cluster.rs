@@ -1,11 +1,16 @@
 //! Cluster side: the LocalVolume state machine, replica placement with the capacity ledger,
 //! LocalVolumeGroup co-location, and LocalStorageNode liveness.
 //!
-//! Placement is serialised by one lock: each allocation rebuilds the
+//! Placement decisions are serialised by one lock: each allocation rebuilds the
 //! [`CapacityLedger`] from the store (node reports plus every placed volume's `spec.config` as
-//! a reservation), plans, and writes `spec.config` before the lock is released. The next
-//! allocation therefore sees the previous one, however many volumes arrive at once and before
-//! any node has reported them, and a restarted controller rebuilds the same ledger.
+//! a reservation) and plans. The decided config is then recorded as *pending* and the lock is
+//! released; the write of `spec.config` runs outside it, so a burst of placements shares the
+//! store's commits instead of queueing one commit each. The ledger of every later allocation
+//! counts the pending configs as if written (a pending config replaces what the store still
+//! shows for that volume), until the write is acknowledged (then the store shows it) or fails
+//! (then nothing was reserved and the volume is placed again). The next allocation therefore
+//! sees the previous one, however many volumes arrive at once and before any node has reported
+//! them, and a restarted controller rebuilds the same ledger from the store alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -65,8 +70,22 @@ impl Default for ClusterConfig {
 pub struct ClusterCtx {
     pub cfg: ClusterConfig,
     pub store: Store,
-    /// Serialises placement (see the module docs).
+    /// Serialises placement decisions (see the module docs).
     alloc: Mutex<()>,
+    /// Configs decided but not yet acknowledged by the store, by volume name.
+    pending: std::sync::Mutex<BTreeMap<String, VolumeConfig>>,
+}
+
+/// Removes a volume's pending config when its write finished, however it finished.
+struct PendingPlacement<'a> {
+    ctx: &'a ClusterCtx,
+    name: String,
+}
+
+impl Drop for PendingPlacement<'_> {
+    fn drop(&mut self) {
+        self.ctx.pending().remove(&self.name);
+    }
 }
 
 impl ClusterCtx {
@@ -75,7 +94,12 @@ impl ClusterCtx {
             cfg,
             store,
             alloc: Mutex::new(()),
+            pending: Default::default(),
         })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, VolumeConfig>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -528,13 +552,22 @@ pub fn build_ledger(
 /// Place the missing replicas of `name` (and/or grow its config to the required size) and
 /// write `spec.config`. Serialised across all volumes.
 async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
-    let _guard = ctx.alloc.lock().await;
+    let guard = ctx.alloc.lock().await;
     let volumes_api = ctx.store.all::<LocalVolume>();
     let lv = volumes_api
         .get(name)
         .await
         .ctx("get", "LocalVolume", name)?;
-    let (lsns, volumes, replicas) = list_for_ledger(&ctx.store).await?;
+    // Decided, not yet written: counted as written. Copied *before* the store is listed: a
+    // placement whose write is acknowledged in between is then in the listing (and maybe also
+    // in the copy, with the same config); copied after, it could be in neither.
+    let pending = ctx.pending().clone();
+    let (lsns, mut volumes, replicas) = list_for_ledger(&ctx.store).await?;
+    for v in &mut volumes {
+        if let Some(c) = v.metadata.name.as_ref().and_then(|n| pending.get(n)) {
+            v.spec.config = Some(c.clone());
+        }
+    }
     let mut ledger = build_ledger(&lsns, &volumes, &replicas, name);
 
     let pool = lv.spec.pool_name.clone();
@@ -675,6 +708,12 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
     };
     let mut updated = lv.clone();
     updated.spec.config = Some(new_config.clone());
+    ctx.pending().insert(name.to_owned(), new_config.clone());
+    let _pending = PendingPlacement {
+        ctx,
+        name: name.to_owned(),
+    };
+    drop(guard);
     // Conditional on the resourceVersion we read: a concurrent change makes us retry.
     volumes_api
         .replace(&updated)
