@@ -223,8 +223,21 @@ impl Server {
         Ok(Server { child, data_dir })
     }
 
+    /// Copy the server's log out of the data dir (which is removed when the bench ends), so a
+    /// failed stop can be looked into; returns where it went.
+    fn keep_log(&self, pid: Option<u32>) -> String {
+        let from = self.data_dir.path().join("server.log");
+        let to =
+            std::env::temp_dir().join(format!("csi-bench-server-{}.log", pid.unwrap_or_default()));
+        match std::fs::copy(&from, &to) {
+            Ok(_) => to.display().to_string(),
+            Err(e) => format!("nowhere ({}: {e})", from.display()),
+        }
+    }
+
     async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
+        let pid = self.child.id();
+        if let Some(pid) = pid {
             TokioRunner::shared()
                 .run(&Cmd::new("kill").args(["-TERM", &pid.to_string()]))
                 .await?;
@@ -233,13 +246,14 @@ impl Server {
             Ok(status) => {
                 let status = status?;
                 if !status.success() {
-                    eprintln!(
-                        "server exited with {status}; log: {:?}",
-                        self.data_dir.path().join("server.log")
-                    );
+                    let kept = self.keep_log(pid);
+                    eprintln!("server exited with {status}; log kept at {kept}");
                 }
             }
-            Err(_) => eprintln!("server did not stop within 60 s; killing it"),
+            Err(_) => {
+                let kept = self.keep_log(pid);
+                eprintln!("server did not stop within 60 s; killing it; log kept at {kept}");
+            }
         }
         Ok(())
     }
