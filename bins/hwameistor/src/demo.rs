@@ -21,7 +21,7 @@ use hwameistor_api::types::{ClaimPhase, DiskClaimState, DiskOwner};
 use hwameistor_api::{LocalDisk, LocalDiskClaim, LocalDiskClaimSpec};
 use hwameistor_engine::file::loopdev::{self, FileId, Losetup};
 use hwameistor_exec::SharedRunner;
-use hwameistor_store::{Selector, Store};
+use hwameistor_store::{Objects, Selector, Store};
 use tokio_util::sync::CancellationToken;
 
 /// The demo disks of one run.
@@ -123,6 +123,32 @@ impl DemoDisks {
     }
 }
 
+/// The LocalDisks of `node` at the device paths `wanted`, once the disk manager lists every
+/// one of them (polled every 500 ms); `None` when `shutdown` comes first.
+async fn listed_disks(
+    disks: &Objects<LocalDisk>,
+    node: &str,
+    wanted: &[String],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Vec<LocalDisk>>> {
+    loop {
+        let ours: Vec<LocalDisk> = disks
+            .list(&Selector::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
+            .collect();
+        if ours.len() == wanted.len() {
+            return Ok(Some(ours));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// Wait until the disk manager lists `devices` on `node` (the freshly created demo devices,
 /// or the `--disk` devices when `purpose` names them), then claim the free ones for
 /// `local-storage`. Returns the claim's name, or `None` when there is
@@ -148,20 +174,8 @@ pub async fn claim(
     // A claim may bind fewer disks than asked (a disk that changes while the claim is being
     // bound is left out): claim what is still free again, a few times.
     for attempt in 0..CLAIM_ATTEMPTS {
-        let found = loop {
-            let list = disks.list(&Selector::default()).await?;
-            let ours: Vec<LocalDisk> = list
-                .items
-                .into_iter()
-                .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
-                .collect();
-            if ours.len() == wanted.len() {
-                break ours;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(last),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
+        let Some(found) = listed_disks(&disks, &node, &wanted, &shutdown).await? else {
+            return Ok(last);
         };
         let free: Vec<String> = found
             .iter()
@@ -252,21 +266,8 @@ pub async fn claim_raw(
     }
     let wanted: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
     let disks = store.all::<LocalDisk>();
-    let found = loop {
-        let ours: Vec<LocalDisk> = disks
-            .list(&Selector::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|d| d.spec.node_name == node && wanted.contains(&d.spec.device_path))
-            .collect();
-        if ours.len() == wanted.len() {
-            break ours;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
+    let Some(found) = listed_disks(&disks, &node, &wanted, &shutdown).await? else {
+        return Ok(None);
     };
     let mut free = Vec::new();
     for d in &found {

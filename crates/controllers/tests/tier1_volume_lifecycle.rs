@@ -33,7 +33,7 @@ use hwameistor_testkit::{GI, MI, Sandbox};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use volume_common::{
-    POOL_HDD, agent_cfg, claim_disks, volume, wait_for, wait_no_volumes, wait_pool,
+    POOL_HDD, agent_cfg, claim_disks, replica_of, volume, wait_for, wait_no_volumes, wait_pool,
 };
 
 const NODE: &str = "t1-node";
@@ -78,17 +78,6 @@ async fn ready_volume(store: &Store, name: &str, bytes: u64) -> LocalVolume {
             .then_some(lv)
     })
     .await
-}
-
-async fn replica_of(store: &Store, volume: &str) -> Option<LocalVolumeReplica> {
-    store
-        .all::<LocalVolumeReplica>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|r| r.spec.volume_name == volume)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

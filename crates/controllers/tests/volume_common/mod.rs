@@ -124,3 +124,15 @@ pub async fn wait_no_volumes(store: &Store, secs: u64, what: &str) {
     })
     .await
 }
+
+/// The (first) replica of `volume`, if the store has one.
+pub async fn replica_of(store: &Store, volume: &str) -> Option<LocalVolumeReplica> {
+    store
+        .all::<LocalVolumeReplica>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|r| r.spec.volume_name == volume)
+}

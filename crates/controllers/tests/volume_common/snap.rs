@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use hwameistor_api::types::{OperationState, VolumeState};
-use hwameistor_api::{
-    LocalVolume, LocalVolumeReplica, LocalVolumeSnapshot, LocalVolumeSnapshotRestore,
-};
+use hwameistor_api::{LocalVolume, LocalVolumeSnapshot, LocalVolumeSnapshotRestore};
 use hwameistor_controllers::snapshot::{self, SnapshotClusterConfig, SnapshotNodeConfig};
 use hwameistor_controllers::volume::{self, NodeAgentConfig};
 use hwameistor_engine::SharedEngine;
@@ -19,7 +17,7 @@ use hwameistor_testkit::data::{dd_read, dd_write, digest};
 use hwameistor_testkit::{MI, Sandbox};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{POOL_HDD, claim_disks, cluster_cfg, wait_for, wait_pool};
+use super::{POOL_HDD, claim_disks, cluster_cfg, replica_of, wait_for, wait_pool};
 
 /// How often the snapshot reconcilers look again.
 #[derive(Clone, Copy, Debug)]
@@ -103,14 +101,8 @@ pub async fn volume_ready(store: &Store, name: &str, secs: u64) {
 /// The device of `volume`'s replica once it has one; panics after `secs`.
 pub async fn replica_dev(store: &Store, volume: &str, secs: u64) -> PathBuf {
     wait_for(secs, &format!("{volume} replica device"), || async {
-        store
-            .all::<LocalVolumeReplica>()
-            .list(&Default::default())
+        replica_of(store, volume)
             .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|r| r.spec.volume_name == volume)
             .and_then(|r| r.status)
             .map(|s| PathBuf::from(s.dev_path))
             .filter(|p| !p.as_os_str().is_empty())

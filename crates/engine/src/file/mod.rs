@@ -169,16 +169,12 @@ async fn blocking_io<T: Send + 'static>(
     }
 }
 
-/// fsync the file or directory at `path`.
+/// fsync the file or directory at `path` (a directory: its entries, e.g. after a rename).
 async fn fsync(op: &'static str, ctx: &Context, path: &Path) -> Result<()> {
     let p = path.to_path_buf();
     blocking_io(move || std::fs::File::open(&p).and_then(|f| f.sync_all()))
         .await
         .map_err(io(op, ctx, path))
-}
-
-async fn sync_dir(op: &'static str, ctx: &Context, dir: &Path) -> Result<()> {
-    fsync(op, ctx, dir).await
 }
 
 /// Apparent and allocated bytes of the `*.img` files in `dir`.
@@ -831,7 +827,7 @@ impl VolumeEngine for FileEngine {
             self.size_file(OP, &ctx, &tmp, size).await?;
             let file = disk.volume_file(volume);
             std::fs::rename(&tmp, &file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &dir).await?;
+            fsync(OP, &ctx, &dir).await?;
         }
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
@@ -849,7 +845,7 @@ impl VolumeEngine for FileEngine {
         if let Some((disk, file)) = Self::find_volume(&disks, volume) {
             self.detach(OP, pool, volume, &file).await?;
             std::fs::remove_file(&file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &disk.volumes()).await?;
+            fsync(OP, &ctx, &disk.volumes()).await?;
             // Let the filesystem finish freeing the blocks (XFS frees them in the
             // background) so the pool's free space shows the deletion. Best effort.
             let mountpoint = disk.mountpoint.clone();
@@ -1013,7 +1009,7 @@ impl VolumeEngine for FileEngine {
         // be frozen (or the pod quiesced) by the caller for an application-consistent copy.
         reflink_copy(self, OP, &ctx, &file, &tmp).await?;
         std::fs::rename(&tmp, &snap).map_err(io(OP, &ctx, &snap))?;
-        sync_dir(OP, &ctx, &dir).await?;
+        fsync(OP, &ctx, &dir).await?;
         snapshot_info(pool, snapshot, volume, &snap, OP)
     }
 
@@ -1095,7 +1091,7 @@ impl VolumeEngine for FileEngine {
             reflink_copy(self, OP, &ctx, &disk.snapshot_file(snapshot), &tmp).await?;
             let file = disk.volume_file(new_volume);
             std::fs::rename(&tmp, &file).map_err(io(OP, &ctx, &file))?;
-            sync_dir(OP, &ctx, &disk.volumes()).await?;
+            fsync(OP, &ctx, &disk.volumes()).await?;
         }
         let (disk, file) = Self::find_volume(&disks, new_volume)
             .ok_or_else(|| Self::not_found(OP, pool, new_volume))?;
@@ -1133,8 +1129,8 @@ impl VolumeEngine for FileEngine {
         // The snapshot becomes the volume (rename is atomic), like an lvm merge consumes it.
         std::fs::rename(&snap, &file).map_err(io(OP, &ctx, &file))?;
         let _ = std::fs::remove_file(disk.snapshots().join(format!("{snapshot}{ORIGIN}")));
-        sync_dir(OP, &ctx, &disk.volumes()).await?;
-        sync_dir(OP, &ctx, &disk.snapshots()).await?;
+        fsync(OP, &ctx, &disk.volumes()).await?;
+        fsync(OP, &ctx, &disk.snapshots()).await?;
         if was_active {
             self.attach(OP, pool, volume, &file).await?;
         }
