@@ -153,7 +153,9 @@ stop
 trap - EXIT
 if [ -s "$LOGS/lvm-trace" ]; then
   echo "lvm commands run by the server (count, total s, mean s, max s):"
-  awk '{ n[$1]++; t[$1] += $2; if ($2 > m[$1]) m[$1] = $2 }
+  # `lvs` of one LV (`lvs VG/LV`, a read-back) and of a whole VG (a listing) apart
+  awk '{ k = $1; if (k == "lvs") k = ($NF ~ /\// ? "lvs-one" : "lvs-vg")
+         n[k]++; t[k] += $2; if ($2 > m[k]) m[k] = $2 }
        END { for (c in n) printf "  %-10s %5d %8.1f %6.3f %6.3f\n", c, n[c], t[c] / 1000, t[c] / n[c] / 1000, m[c] / 1000 }' \
     "$LOGS/lvm-trace" | sort -k3 -n -r
 fi

@@ -15,22 +15,23 @@
 //!   do not race, and commands queue in the engine rather than on lvm's VG file lock.
 //! - A burst of creates: every lvm command costs a process start, a device scan and a
 //!   metadata read (~0.5–1 s in the tier-2 guest, tens of ms on hardware), so creating a
-//!   thick volume runs only `lvcreate` and one `lvs <vg>/<lv>` read-back. It does not list the
-//!   VG's LVs first: `lvcreate` checks the name before it allocates ("already exists" → the
-//!   existing LV is read and must match), and its own free-space refusal is mapped to
-//!   [`Error::InsufficientSpace`]. The VG's facts (our tag, extent size, free bytes) come from
-//!   a `vgs` read at most [`VG_FACTS_TTL`] old and kept current by our own creates; any other
-//!   command that changes something (ours, any pool) drops them, and an early "not enough
-//!   space" from them is checked against a fresh `vgs` before it is reported. Single-LV
-//!   lookups read `lvs <vg>/<lv>`, not every LV of the VG. Listings (`pvs`, `vgs`, `lvs` of a
-//!   VG or all) are reused for [`REPORT_TTL`] while none of our commands changed anything,
-//!   so one pass of the node agent's pool report runs each of them once.
+//!   thick volume runs only `lvcreate` and one `lvs <vg>/<lv>` read-back, and deleting one
+//!   only `lvremove`. A create does not list the VG's LVs first: `lvcreate` checks the name
+//!   before it allocates ("already exists" → the existing LV is read and must match), and
+//!   its own free-space refusal is mapped to [`Error::InsufficientSpace`]; an early "not
+//!   enough space" from the remembered `vgs` is checked against a fresh one first.
+//! - Reads come from shared listings ([`listing`]): one `lvs <vg>` per VG answers
+//!   `stat_volume`, the pool report, orphans and the delete's look (N concurrent readers run
+//!   it once), one `vgs` and one `pvs` the pool facts. Our own creates and removes patch
+//!   them; any other command of ours makes them stale; changes behind our back show within
+//!   [`LISTING_TTL`] ([`REPORT_TTL`] where a command of ours is about to depend on them).
 //! - Snapshots are read-only copy-on-write LVs (`lvcreate -s`), restored by copying the
 //!   snapshot into a new LV (`dd`), rolled back by `lvconvert --merge --background` (progress: [`merge`]).
 //! - Thin provisioning ([`thin`]): one thin pool `LocalStorage_ThinPool` per VG on request,
 //!   thin volumes within its over-provision ratio, thin snapshots of thin volumes.
 
 pub mod cmd;
+pub mod listing;
 pub mod merge;
 pub mod report;
 pub mod thin;
@@ -39,7 +40,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+use listing::Change;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hwameistor_core::names;
@@ -55,15 +58,20 @@ use crate::types::{
 };
 
 pub use cmd::Lvm;
+pub use listing::LISTING_TTL;
 pub use report::{LvReport, PvReport, ReportError, VgReport};
 pub use thin::{THIN_POOL_LV, ThinPoolInfo, ThinPoolRequest};
 
 const ENGINE: EngineKind = EngineKind::Lvm;
 
-/// How long the facts of a VG read by `vgs` (tag, extent size, free bytes) are reused by the
-/// creates of a burst; our own creates keep them current meanwhile, any other mutation drops
-/// them.
+/// How old the `vgs` a create decides on may be (our own creates and removes keep it current
+/// meanwhile, any other change of ours drops it); "not enough space" from it is checked
+/// against a fresh one.
 pub const VG_FACTS_TTL: Duration = Duration::from_secs(10);
+
+/// How old a listing may be where a command of ours is about to depend on it (the pool,
+/// extend, snapshot and thin paths).
+pub const REPORT_TTL: Duration = Duration::from_secs(1);
 
 /// The lvm2-backed [`VolumeEngine`].
 #[derive(Debug)]
@@ -75,31 +83,14 @@ pub struct LvmEngine {
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Counts the commands run that may change something (everything but `pvs`/`vgs`/`lvs`).
     mutations: AtomicU64,
-    /// Facts of our VGs for a burst of creates ([`VG_FACTS_TTL`]).
-    vg_facts: std::sync::Mutex<HashMap<String, VgFacts>>,
-    /// Recent report outputs by argv ([`REPORT_TTL`]).
-    reports: std::sync::Mutex<HashMap<Vec<String>, Report>>,
-}
-
-/// How long the output of a listing (`pvs`, `vgs`, `lvs` of a VG or all) is reused by the
-/// reads that follow, while none of our commands changed anything.
-pub const REPORT_TTL: Duration = Duration::from_secs(1);
-
-/// The output of a report command and when, in terms of our mutations, it was taken.
-#[derive(Debug, Clone)]
-struct Report {
-    output: String,
-    generation: u64,
-    started: Instant,
-}
-
-/// A `vgs` row of one of our VGs, valid while no command but our own creates changed anything.
-#[derive(Debug, Clone)]
-struct VgFacts {
-    vg: VgReport,
-    /// [`LvmEngine::mutations`] the facts account for.
-    generation: u64,
-    read_at: Instant,
+    /// Those commands per VG they named ([`Self::vg_generation`]).
+    vg_generations: std::sync::Mutex<HashMap<String, u64>>,
+    /// Those commands that named no VG (they count for every VG).
+    unscoped: AtomicU64,
+    /// `lvs <vg>` per VG, `vgs`, `pvs`, shared by concurrent readers ([`listing`]).
+    lv_listings: std::sync::Mutex<HashMap<String, listing::Slot<LvReport>>>,
+    vgs_listing: listing::Slot<VgReport>,
+    pvs_listing: listing::Slot<PvReport>,
 }
 
 /// Check a pool name: valid and `LocalStorage_Pool*`.
@@ -136,8 +127,11 @@ impl LvmEngine {
             lvm,
             locks: Default::default(),
             mutations: AtomicU64::new(0),
-            vg_facts: Default::default(),
-            reports: Default::default(),
+            vg_generations: Default::default(),
+            unscoped: AtomicU64::new(0),
+            lv_listings: Default::default(),
+            vgs_listing: Default::default(),
+            pvs_listing: Default::default(),
         }
     }
 
@@ -157,53 +151,27 @@ impl LvmEngine {
         self.mutations.load(Ordering::SeqCst)
     }
 
-    fn facts(&self) -> std::sync::MutexGuard<'_, HashMap<String, VgFacts>> {
-        self.vg_facts.lock().unwrap_or_else(|e| e.into_inner())
+    /// Our VG `pool` for a create (the caller holds its lock), from a `vgs` at most
+    /// [`VG_FACTS_TTL`] old that accounts for all our commands; the flag says whether it was
+    /// read just now.
+    async fn vg_for_create(&self, op: &'static str, pool: &str) -> Result<(VgReport, bool)> {
+        let (vgs, fresh) = self.all_vgs(op, VG_FACTS_TTL).await?;
+        Ok((self.ours_of(op, pool, &vgs)?, fresh))
     }
 
-    /// Our VG `pool` for a create (the caller holds its lock): the remembered facts when
-    /// nothing else changed since they were read and they are younger than [`VG_FACTS_TTL`],
-    /// else a fresh `vgs`. The flag says whether the facts are fresh.
-    async fn vg_for_create(&self, op: &'static str, pool: &str) -> Result<(VgFacts, bool)> {
-        if let Some(f) = self.facts().get(pool).cloned()
-            && f.generation == self.generation()
-            && f.read_at.elapsed() < VG_FACTS_TTL
-        {
-            return Ok((f, false));
-        }
-        self.fresh_vg(op, pool).await.map(|f| (f, true))
+    /// A fresh `vgs` of our VG `pool`.
+    async fn fresh_vg(&self, op: &'static str, pool: &str) -> Result<VgReport> {
+        let (vgs, _) = self.all_vgs(op, Duration::ZERO).await?;
+        self.ours_of(op, pool, &vgs)
     }
 
-    /// A fresh `vgs` of our VG `pool`, remembered for the creates that follow.
-    async fn fresh_vg(&self, op: &'static str, pool: &str) -> Result<VgFacts> {
-        self.facts().remove(pool);
-        let generation = self.generation();
-        let vg = self.must_vg(op, pool).await?;
-        let f = VgFacts {
-            vg,
-            generation,
-            read_at: Instant::now(),
-        };
-        self.facts().insert(pool.to_owned(), f.clone());
-        Ok(f)
-    }
-
-    /// After our own `lvcreate` of `bytes` in `pool` (which counted as mutation
-    /// `before + 1`): the remembered facts stay valid, less the space used, if nothing else
-    /// ran meanwhile; otherwise they are dropped.
-    fn account_create(&self, pool: &str, before: u64, bytes: u64) {
-        let now = self.generation();
-        let mut facts = self.facts();
-        match facts.get_mut(pool) {
-            Some(f) if f.generation == before && now == before + 1 => {
-                f.generation = now;
-                f.vg.free = f.vg.free.saturating_sub(bytes);
-                f.vg.lv_count += 1;
-            }
-            _ => {
-                facts.remove(pool);
-            }
-        }
+    /// Our VG `pool` in `vgs`: [`Error::PoolNotFound`] if absent, Conflict if not tagged.
+    fn ours_of(&self, op: &'static str, pool: &str, vgs: &[VgReport]) -> Result<VgReport> {
+        self.our_vg_in(op, pool, vgs)?
+            .ok_or_else(|| Error::PoolNotFound {
+                op,
+                pool: pool.to_owned(),
+            })
     }
 
     /// The typed command builders this engine uses.
@@ -245,45 +213,23 @@ impl LvmEngine {
         }
     }
 
+    /// Remove the volume `l` (as last seen) and account for it in the listings.
+    async fn remove_volume_lv(&self, op: &'static str, pool: &str, l: &LvReport) -> Result<()> {
+        let before = self.before(pool);
+        self.remove_lv(op, pool, &l.name).await?;
+        self.account(pool, before, Change::Removed(l)).await;
+        Ok(())
+    }
+
     async fn run(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
         let cmd = cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1");
         let out = self.runner.run(&cmd).await;
         if !matches!(cmd.program(), "pvs" | "vgs" | "lvs") {
-            // Counted when it ended, failed or not: facts read before are stale now.
-            self.mutations.fetch_add(1, Ordering::SeqCst);
+            // Counted when it ended, failed or not: listings taken before are stale now.
+            self.count_mutation(ctx.pool.as_deref());
         }
         out.map(|o| o.stdout)
             .map_err(|e| Error::command(op, ctx, e))
-    }
-
-    /// Run a report (`pvs`, `vgs`, `lvs` of a VG or of all): the output of the same report
-    /// is reused for [`REPORT_TTL`] while none of our commands changed anything since it
-    /// started, so the reads of one pass of the node agent (pools, thin pools, orphans) run
-    /// each report once. Single-LV lookups ([`Self::lv`]) are never reused.
-    async fn report(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
-        let key = cmd.argv();
-        let generation = self.generation();
-        let started = Instant::now();
-        if let Some(r) = self.reports().get(&key)
-            && r.generation == generation
-            && r.started.elapsed() < REPORT_TTL
-        {
-            return Ok(r.output.clone());
-        }
-        let output = self.run(op, ctx, cmd).await?;
-        self.reports().insert(
-            key,
-            Report {
-                output: output.clone(),
-                generation,
-                started,
-            },
-        );
-        Ok(output)
-    }
-
-    fn reports(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, Report>> {
-        self.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Run a command that creates `name`; "already exists" counts as done (the caller reads
@@ -295,21 +241,17 @@ impl LvmEngine {
         }
     }
 
-    async fn pvs(&self, op: &'static str) -> Result<Vec<PvReport>> {
-        let out = self.report(op, Context::default(), self.lvm.pvs()).await?;
-        report::parse_pvs(&out).map_err(|e| parse_err(op, Context::default(), "pvs", e))
-    }
-
-    /// Our VG named `pool`, `None` if absent; a Conflict if it exists without our tag.
-    async fn our_vg(&self, op: &'static str, pool: &str) -> Result<Option<VgReport>> {
-        let out = self
-            .report(op, Context::pool(pool), self.lvm.vgs(None))
-            .await?;
-        let vgs =
-            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::pool(pool), "vgs", e))?;
-        match vgs.into_iter().find(|v| v.name == pool) {
+    /// Our VG named `pool` in `vgs`, `None` if absent; a Conflict if it exists without our
+    /// tag.
+    fn our_vg_in(
+        &self,
+        op: &'static str,
+        pool: &str,
+        vgs: &[VgReport],
+    ) -> Result<Option<VgReport>> {
+        match vgs.iter().find(|v| v.name == pool) {
             None => Ok(None),
-            Some(v) if v.has_tag(&self.cfg.tag) => Ok(Some(v)),
+            Some(v) if v.has_tag(&self.cfg.tag) => Ok(Some(v.clone())),
             Some(_) => Err(Error::Conflict {
                 op,
                 ctx: Context::pool(pool),
@@ -319,6 +261,23 @@ impl LvmEngine {
                 ),
             }),
         }
+    }
+
+    /// Our VG named `pool` from a `vgs` at most `max_age` old, `None` if absent; a Conflict
+    /// if it exists without our tag.
+    async fn our_vg_within(
+        &self,
+        op: &'static str,
+        pool: &str,
+        max_age: Duration,
+    ) -> Result<Option<VgReport>> {
+        let (vgs, _) = self.all_vgs(op, max_age).await?;
+        self.our_vg_in(op, pool, &vgs)
+    }
+
+    /// [`Self::our_vg_within`] [`REPORT_TTL`]: for the paths about to change the VG.
+    async fn our_vg(&self, op: &'static str, pool: &str) -> Result<Option<VgReport>> {
+        self.our_vg_within(op, pool, REPORT_TTL).await
     }
 
     /// Our VG named `pool`; [`Error::PoolNotFound`] if absent.
@@ -331,30 +290,20 @@ impl LvmEngine {
             })
     }
 
+    /// Our VGs, from a `vgs` at most [`LISTING_TTL`] old (the node agent's periodic reads).
     async fn our_vgs(&self, op: &'static str) -> Result<Vec<VgReport>> {
-        let out = self
-            .report(op, Context::default(), self.lvm.vgs(None))
-            .await?;
-        let vgs =
-            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::default(), "vgs", e))?;
+        let (vgs, _) = self.all_vgs(op, LISTING_TTL).await?;
         Ok(vgs
-            .into_iter()
+            .iter()
             .filter(|v| v.name.starts_with(POOL_PREFIX) && v.has_tag(&self.cfg.tag))
+            .cloned()
             .collect())
     }
 
-    /// All LVs (ours or not) of `vg`, or of every VG.
-    async fn all_lvs(&self, op: &'static str, vg: Option<&str>) -> Result<Vec<LvReport>> {
-        let ctx = vg.map(Context::pool).unwrap_or_default();
-        match self.report(op, ctx.clone(), self.lvm.lvs(vg)).await {
-            Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e)),
-            Err(Error::Command { source, .. })
-                if vg.is_some() && stderr_has(&source, "not found") =>
-            {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e),
-        }
+    /// All LVs (ours or not) of VG `pool` from a listing at most [`REPORT_TTL`] old: for the
+    /// paths about to change the VG.
+    async fn all_lvs(&self, op: &'static str, pool: &str) -> Result<Arc<Vec<LvReport>>> {
+        self.vg_lvs(op, pool, REPORT_TTL).await
     }
 
     /// The LV `volume` of our VG `pool`: `None` if missing, Conflict if not tagged as ours.
@@ -427,8 +376,8 @@ impl LvmEngine {
     }
 
     async fn build_pool_info(&self, op: &'static str, vg: &VgReport) -> Result<PoolInfo> {
-        let pvs = self.pvs(op).await?;
-        let lvs = self.all_lvs(op, Some(&vg.name)).await?;
+        let pvs = self.all_pvs(op, LISTING_TTL).await?;
+        let lvs = self.vg_lvs(op, &vg.name, LISTING_TTL).await?;
         let mut volumes: Vec<String> = lvs
             .iter()
             .filter(|l| l.has_tag(&self.cfg.tag) && !l.is_thin_pool())
@@ -447,10 +396,10 @@ impl LvmEngine {
             // Every LV (snapshots included) occupies one of the MAX_VOLUMES_PER_POOL slots.
             volume_count: vg.lv_count,
             disks: pvs
-                .into_iter()
+                .iter()
                 .filter(|p| p.vg_name == vg.name)
                 .map(|p| PoolDisk {
-                    dev_path: p.name,
+                    dev_path: p.name.clone(),
                     capacity_bytes: p.size,
                     free_bytes: p.free,
                 })
@@ -491,7 +440,7 @@ impl LvmEngine {
             // Each PV must hold one stripe's share.
             let share = size / u64::from(stripes);
             let min_free = self
-                .pvs(op)
+                .all_pvs(op, REPORT_TTL)
                 .await?
                 .iter()
                 .filter(|p| p.vg_name == pool)
@@ -557,7 +506,7 @@ impl VolumeEngine for LvmEngine {
             });
         }
         // Disks already in another VG are never taken.
-        let pvs = self.pvs(OP).await?;
+        let pvs = self.all_pvs(OP, REPORT_TTL).await?;
         let mut missing: Vec<&Path> = Vec::new();
         for d in &wanted {
             match pvs.iter().find(|p| &p.name == d) {
@@ -582,7 +531,7 @@ impl VolumeEngine for LvmEngine {
                     if stderr_has(&source, "already exists") && stderr_has(&source, pool) =>
                 {
                     self.our_vg(OP, pool).await?;
-                    let pvs = self.pvs(OP).await?;
+                    let pvs = self.all_pvs(OP, Duration::ZERO).await?;
                     let still: Vec<&Path> = missing
                         .iter()
                         .copied()
@@ -653,7 +602,7 @@ impl VolumeEngine for LvmEngine {
         let _g = self.lock_vg(pool).await;
         // Striping needs the current PV count: fresh facts. A linear create of a burst reuses
         // the facts the previous one left.
-        let (mut facts, fresh) = if opts.striped {
+        let (mut vg, fresh) = if opts.striped {
             (self.fresh_vg(OP, pool).await?, true)
         } else {
             self.vg_for_create(OP, pool).await?
@@ -663,13 +612,13 @@ impl VolumeEngine for LvmEngine {
             let stripes = if opts.striped { vg.pv_count.max(1) } else { 1 };
             (size, stripes)
         };
-        let (mut size, mut stripes) = plan(&facts.vg);
-        let mut short = self.shortfall(OP, pool, &facts.vg, size, stripes).await?;
+        let (mut size, mut stripes) = plan(&vg);
+        let mut short = self.shortfall(OP, pool, &vg, size, stripes).await?;
         if short.is_some() && !fresh {
             // Remembered facts may be behind the host: decide on fresh ones.
-            facts = self.fresh_vg(OP, pool).await?;
-            (size, stripes) = plan(&facts.vg);
-            short = self.shortfall(OP, pool, &facts.vg, size, stripes).await?;
+            vg = self.fresh_vg(OP, pool).await?;
+            (size, stripes) = plan(&vg);
+            short = self.shortfall(OP, pool, &vg, size, stripes).await?;
         }
         let existing = |l: LvReport| {
             if l.size >= size && (l.stripes == stripes || !opts.striped) && !l.is_thin() {
@@ -693,22 +642,28 @@ impl VolumeEngine for LvmEngine {
         }
         // No listing of the VG's LVs first: lvcreate refuses an existing name before it
         // allocates anything, and the LV is read back either way.
-        let before = self.generation();
+        let before = self.before(pool);
         let create = self
             .lvm
             .lv_create(pool, volume, size, stripes, &self.cfg.tag);
-        match self.run(OP, Context::volume(pool, volume), create).await {
-            Ok(_) => self.account_create(pool, before, size),
-            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => {}
+        let created = match self.run(OP, Context::volume(pool, volume), create).await {
+            Ok(_) => true,
+            Err(Error::Command { source, .. }) if stderr_has(&source, "already exists") => false,
             Err(Error::Command { source, .. })
                 if stderr_has(&source, "insufficient") || stderr_has(&source, "not enough") =>
             {
-                let free = self.fresh_vg(OP, pool).await?.vg.free;
+                let free = self.fresh_vg(OP, pool).await?.free;
                 return Err(insufficient(OP, pool, volume, size, free));
             }
             Err(e) => return Err(e),
+        };
+        // The read-back gives the device and the PVs the replica reports; it also keeps the
+        // listings current without listing the VG again.
+        let l = self.must_lv(OP, pool, volume).await?;
+        if created {
+            self.account(pool, before, Change::Created(&l)).await;
         }
-        existing(self.must_lv(OP, pool, volume).await?)
+        existing(l)
     }
 
     async fn delete_volume(&self, pool: &str, volume: &str) -> Result<()> {
@@ -716,6 +671,15 @@ impl VolumeEngine for LvmEngine {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
         let _g = self.lock_vg(pool).await;
+        // The VG's listing knows the volume (a burst of deletes lists the VG once): remove
+        // it right away; lvm itself refuses an LV that is open. Missing there, or open: ask
+        // the host afresh (it may have changed behind our back since the listing).
+        if let Some(l) = self.listed_lv(OP, pool, volume, LISTING_TTL).await?
+            && !l.open()
+            && !self.in_use_now(&self.volume_info(&l).device_path)
+        {
+            return self.remove_volume_lv(OP, pool, &l).await;
+        }
         let Some(mut l) = self.lv(OP, pool, volume).await? else {
             return Ok(());
         };
@@ -738,7 +702,7 @@ impl VolumeEngine for LvmEngine {
                 message: "the volume is open (mounted or in use); unmount it first".into(),
             });
         }
-        self.remove_lv(OP, pool, volume).await
+        self.remove_volume_lv(OP, pool, &l).await
     }
 
     async fn extend_volume(&self, pool: &str, volume: &str, size_bytes: u64) -> Result<VolumeInfo> {
@@ -791,11 +755,19 @@ impl VolumeEngine for LvmEngine {
     async fn stat_volume(&self, pool: &str, volume: &str) -> Result<Option<VolumeInfo>> {
         validate_pool(pool)?;
         names::validate("volume", volume)?;
+        // From the VG's listing (concurrent stats share one `lvs <vg>`); whether the device
+        // is open is looked at now (a mount since the listing shows), see `in_use_now`.
         Ok(self
-            .lv("stat volume", pool, volume)
+            .listed_lv("stat volume", pool, volume, LISTING_TTL)
             .await?
             .filter(|l| !l.is_snapshot() && !l.is_thin_pool())
-            .map(|l| self.volume_info(&l)))
+            .map(|l| {
+                let mut v = self.volume_info(&l);
+                if !v.attrs.open && v.attrs.active && self.in_use_now(&v.device_path) {
+                    v.attrs.open = true;
+                }
+                v
+            }))
     }
 
     async fn activate_volume(&self, pool: &str, volume: &str) -> Result<VolumeInfo> {
@@ -839,23 +811,24 @@ impl VolumeEngine for LvmEngine {
         if let Some(p) = pool {
             validate_pool(p)?;
         }
-        let ours: BTreeSet<String> = self
-            .our_vgs(OP)
-            .await?
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        let lvs = self.all_lvs(OP, pool).await?;
-        Ok(lvs
-            .iter()
-            .filter(|l| {
-                ours.contains(&l.vg_name)
-                    && l.has_tag(&self.cfg.tag)
-                    && !l.is_snapshot()
-                    && !l.is_thin_pool()
-            })
-            .map(|l| self.volume_info(l))
-            .collect())
+        let mut out = Vec::new();
+        for vg in self.our_vgs(OP).await? {
+            if pool.is_some_and(|p| p != vg.name) {
+                continue;
+            }
+            let lvs = self.vg_lvs(OP, &vg.name, LISTING_TTL).await?;
+            out.extend(
+                lvs.iter()
+                    .filter(|l| {
+                        l.vg_name == vg.name
+                            && l.has_tag(&self.cfg.tag)
+                            && !l.is_snapshot()
+                            && !l.is_thin_pool()
+                    })
+                    .map(|l| self.volume_info(l)),
+            );
+        }
+        Ok(out)
     }
 
     async fn create_snapshot(
@@ -926,7 +899,7 @@ impl VolumeEngine for LvmEngine {
     async fn list_snapshots(&self, pool: &str) -> Result<Vec<SnapshotInfo>> {
         validate_pool(pool)?;
         Ok(self
-            .all_lvs("list snapshots", Some(pool))
+            .all_lvs("list snapshots", pool)
             .await?
             .iter()
             .filter(|l| l.has_tag(&self.cfg.tag) && l.is_snapshot())
@@ -996,21 +969,27 @@ impl VolumeEngine for LvmEngine {
             .args(["bs=4M", "oflag=direct", "conv=fsync"])
             .timeout(Duration::from_secs(3600));
         self.run(OP, Context::volume(pool, new_volume), dd).await?;
-        self.stat_volume(pool, new_volume)
-            .await?
-            .ok_or_else(|| Error::VolumeNotFound {
-                op: OP,
-                pool: pool.to_owned(),
-                volume: new_volume.to_owned(),
-            })
+        let l = self.must_lv(OP, pool, new_volume).await?;
+        Ok(self.volume_info(&l))
     }
 
     async fn thin_pool(&self, pool: &str) -> Result<Option<ThinPoolInfo>> {
         validate_pool(pool)?;
-        if self.our_vg("thin pool", pool).await?.is_none() {
+        const OP: &str = "thin pool";
+        if self.our_vg_within(OP, pool, LISTING_TTL).await?.is_none() {
             return Ok(None);
         }
-        self.read_thin_pool("thin pool", pool).await
+        // The node agent asks on every pass: a VG without a thin pool in a recent listing
+        // has none; one with a thin pool is read at most REPORT_TTL old (its usage moves
+        // with every write).
+        let lvs = self.vg_lvs(OP, pool, LISTING_TTL).await?;
+        if !lvs
+            .iter()
+            .any(|l| l.vg_name == pool && l.name == THIN_POOL_LV)
+        {
+            return Ok(None);
+        }
+        self.read_thin_pool(OP, pool).await
     }
 
     async fn ensure_thin_pool(&self, pool: &str, req: &ThinPoolRequest) -> Result<ThinPoolInfo> {

@@ -386,30 +386,49 @@ async fn create_rounds_to_extents_and_stripes_across_pvs() {
     assert_eq!(ran(&fake, &l.lvs(Some(VG))), 0);
 }
 
+/// The `vgs` listing's row of VG.
+fn listed_vg(e: &LvmEngine) -> VgReport {
+    let l = e.vgs_listing.try_lock().unwrap();
+    let l = l.as_ref().expect("a vgs listing");
+    l.rows.iter().find(|v| v.name == VG).unwrap().clone()
+}
+
 #[tokio::test]
-async fn vg_facts_are_dropped_by_any_other_change_and_when_old() {
+async fn vg_facts_follow_our_creates_and_removes_and_drop_on_other_changes_and_age() {
     let (fake, e) = engine();
     let l = e.commands().clone();
-    pool_with_lvs(&fake, &l, 200 * MI, &[ours("pvc-0", 4 * MI, "-wi-a-----")]);
-    for lv in ["pvc-1", "pvc-2", "pvc-3"] {
+    pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-0", 4 * MI, "-wi-a-----")]);
+    for lv in ["pvc-1", "pvc-2", "pvc-3", "pvc-4"] {
         respond(&fake, &l.lv_create(VG, lv, 4 * MI, 1, TAG), Output::ok(""));
         has_lv(&fake, &l, ours(lv, 4 * MI, "-wi-a-----"));
     }
     respond(&fake, &l.lv_remove(VG, "pvc-0"), Output::ok(""));
+    respond(
+        &fake,
+        &l.lv_change_active(VG, "pvc-2", false),
+        Output::ok(""),
+    );
     let opts = VolumeOptions::default();
     e.create_volume(VG, "pvc-1", 4 * MI, &opts).await.unwrap();
-    // A removal (any command that may change something) makes the facts stale.
+    assert_eq!(listed_vg(&e).free, 96 * MI);
+    // Our own removal is accounted too (the VG's listing knew pvc-0: no lookup first).
     e.delete_volume(VG, "pvc-0").await.unwrap();
+    assert_eq!(ran(&fake, &l.lvs_one(VG, "pvc-0")), 0);
+    assert_eq!((listed_vg(&e).free, listed_vg(&e).lv_count), (100 * MI, 1));
     e.create_volume(VG, "pvc-2", 4 * MI, &opts).await.unwrap();
-    assert_eq!(count(&fake, "vgs "), 2);
-    // Facts older than VG_FACTS_TTL are read again.
-    if let Some(f) = e.facts().get_mut(VG) {
-        f.read_at -= VG_FACTS_TTL;
-    }
+    assert_eq!(count(&fake, "vgs "), 1);
+    // Any other command that may change something makes them stale.
+    e.deactivate_volume(VG, "pvc-2").await.unwrap();
     e.create_volume(VG, "pvc-3", 4 * MI, &opts).await.unwrap();
+    assert_eq!(count(&fake, "vgs "), 2);
+    // So does age: facts older than VG_FACTS_TTL are read again.
+    if let Some(li) = e.vgs_listing.try_lock().unwrap().as_mut() {
+        li.taken -= VG_FACTS_TTL;
+    }
+    e.create_volume(VG, "pvc-4", 4 * MI, &opts).await.unwrap();
     assert_eq!(count(&fake, "vgs "), 3);
-    // Our own creates were accounted: 200 - 3 × 4 MiB, as the last vgs said, less pvc-3.
-    assert_eq!(e.facts()[VG].vg.free, 196 * MI);
+    // The last vgs said 100 MiB; pvc-4 was accounted since.
+    assert_eq!(listed_vg(&e).free, 96 * MI);
 }
 
 #[tokio::test]
@@ -702,14 +721,13 @@ async fn lists_only_our_volumes_and_finds_orphans() {
     );
     let all = format!(
         r#"{{"report":[{{"lv":[
-        {{"vg_name":"rootvg","lv_name":"root","lv_size":"1048576","lv_attr":"-wi-ao----","lv_tags":"{TAG}"}},
         {{"vg_name":"{VG}","lv_name":"pvc-a","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"{TAG}","stripes":"1"}},
         {{"vg_name":"{VG}","lv_name":"pvc-b","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"{TAG}","stripes":"1"}},
         {{"vg_name":"{VG}","lv_name":"manual","lv_size":"8388608","lv_attr":"-wi-a-----","lv_tags":"","stripes":"1"}},
         {{"vg_name":"{VG}","lv_name":"snap-a","lv_size":"8388608","lv_attr":"swi-a-s---","lv_tags":"{TAG}","origin":"pvc-a"}}
         ]}}]}}"#
     );
-    respond(&fake, &l.lvs(None), Output::ok(all));
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(all));
     let names: Vec<String> = e
         .list_volumes(None)
         .await
@@ -727,31 +745,137 @@ async fn lists_only_our_volumes_and_finds_orphans() {
         .map(|v| v.name)
         .collect();
     assert_eq!(orphans, ["pvc-b"]);
+    // Only our VGs are listed, once for both calls.
+    assert_eq!(count(&fake, "lvs "), 1);
 }
 
 #[tokio::test]
-async fn stat_of_missing_vg_is_none() {
+async fn stat_of_missing_vg_or_lv_is_none_and_other_failures_are_errors() {
     let (fake, e) = engine();
     let l = e.commands().clone();
     respond(
         &fake,
-        &l.lvs_one(VG, "pvc-1"),
+        &l.lvs(Some(VG)),
         Output::failed(
             5,
             "  Volume group \"LocalStorage_PoolHDD\" not found\n  Cannot process volume group LocalStorage_PoolHDD\n",
         ),
     );
     assert_eq!(e.stat_volume(VG, "pvc-1").await.unwrap(), None);
-    no_lv(&fake, &l, "pvc-2");
+
+    let (fake, e) = engine();
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[])));
     assert_eq!(e.stat_volume(VG, "pvc-2").await.unwrap(), None);
-    // Other failures are errors, not "missing".
-    respond(
+
+    let (fake, e) = engine();
+    respond_once(
         &fake,
-        &l.lvs_one(VG, "pvc-3"),
+        &l.lvs(Some(VG)),
         Output::failed(5, "  Reading VG LocalStorage_PoolHDD failed.\n"),
     );
+    respond(
+        &fake,
+        &l.lvs(Some(VG)),
+        Output::ok(lvs_json(&[ours("pvc-3", 8 * MI, "-wi-a-----")])),
+    );
     assert!(e.stat_volume(VG, "pvc-3").await.is_err());
-    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 0, "no listing");
+    // A failed listing is not kept: the next stat lists again.
+    let v = e.stat_volume(VG, "pvc-3").await.unwrap().unwrap();
+    assert_eq!(
+        (v.size_bytes, v.attrs.active, v.attrs.open),
+        (8 * MI, true, false)
+    );
+    assert_eq!(count(&fake, "lvs "), 2);
+    assert_eq!(
+        ran(&fake, &l.lvs_one(VG, "pvc-3")),
+        0,
+        "no single-LV lookup"
+    );
+}
+
+/// Runs every command of the recording runner after a pause, so concurrent callers overlap.
+#[derive(Debug)]
+struct Slow(RecordingRunner);
+
+#[async_trait]
+impl hwameistor_exec::Runner for Slow {
+    async fn output(&self, cmd: &Cmd) -> hwameistor_exec::Result<Output> {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.0.output(cmd).await
+    }
+}
+
+#[tokio::test]
+async fn concurrent_stats_share_one_listing() {
+    let fake = RecordingRunner::new();
+    let e = Arc::new(LvmEngine::new(
+        Arc::new(Slow(fake.clone())),
+        LvmConfig::default(),
+    ));
+    let l = e.commands().clone();
+    let rows: Vec<String> = (0..20).map(|i| format!("pvc-{i}")).collect();
+    let lvs: Vec<LvRow> = rows.iter().map(|n| ours(n, 8 * MI, "-wi-a-----")).collect();
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&lvs)));
+    let stats: Vec<_> = rows
+        .iter()
+        .map(|n| {
+            let e = e.clone();
+            let n = n.clone();
+            tokio::spawn(async move { e.stat_volume(VG, &n).await })
+        })
+        .collect();
+    for s in stats {
+        assert!(s.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(
+        fake.command_lines(),
+        [l.lvs(Some(VG)).display()],
+        "one lvs for 20 stats"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_creates_and_deletes_keeps_the_listings_without_listing_again() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    pool_with_lvs(&fake, &l, 200 * MI, &[]);
+    let names: Vec<String> = (0..5).map(|i| format!("pvc-{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        respond(&fake, &l.lv_create(VG, n, 8 * MI, 1, TAG), Output::ok(""));
+        let dev = format!("/dev/sdb({})", i * 2);
+        has_lv(&fake, &l, (n, 8 * MI, "-wi-a-----", TAG, 1, &dev, ""));
+        respond(&fake, &l.lv_remove(VG, n), Output::ok(""));
+    }
+    let opts = VolumeOptions::default();
+    // The node agent has listed everything once (a pass of the pool report).
+    e.list_pools().await.unwrap();
+    for n in &names {
+        e.create_volume(VG, n, 8 * MI, &opts).await.unwrap();
+        // The replica looks at its volume after every step: from the patched listing.
+        assert!(e.stat_volume(VG, n).await.unwrap().is_some());
+    }
+    let p = e.pool_info(VG).await.unwrap().unwrap();
+    assert_eq!(p.free_bytes, 160 * MI);
+    assert_eq!(p.volumes, names);
+    let sdb = p
+        .disks
+        .iter()
+        .find(|d| d.dev_path == Path::new("/dev/sdb"))
+        .unwrap();
+    assert_eq!(sdb.free_bytes, 100 * MI - 40 * MI, "the PV holding them");
+    for n in &names {
+        e.delete_volume(VG, n).await.unwrap();
+        assert!(e.stat_volume(VG, n).await.unwrap().is_none());
+    }
+    let p = e.pool_info(VG).await.unwrap().unwrap();
+    assert_eq!((p.free_bytes, p.volume_count), (200 * MI, 0));
+    assert!(p.volumes.is_empty());
+    // Per volume: lvcreate, one read-back, lvremove. The listings ran once.
+    assert_eq!(count(&fake, "lvcreate "), 5);
+    assert_eq!(count(&fake, "lvremove "), 5);
+    assert_eq!(count(&fake, "lvs "), 1 + 5);
+    assert_eq!(count(&fake, "vgs "), 1);
+    assert_eq!(count(&fake, "pvs "), 1);
 }
 
 #[tokio::test]
@@ -827,23 +951,30 @@ async fn snapshot_create_and_rollback_commands() {
     );
 }
 
+/// Make a listing LISTING_TTL older.
+fn age<T>(slot: &listing::Slot<T>) {
+    if let Some(li) = slot.try_lock().unwrap().as_mut() {
+        li.taken -= LISTING_TTL;
+    }
+}
+
 #[tokio::test]
-async fn reports_are_reused_briefly_until_we_change_something() {
+async fn reports_are_reused_until_we_change_something_or_they_age() {
     let (fake, e) = engine();
     let l = e.commands().clone();
     pool_with_lvs(&fake, &l, 100 * MI, &[ours("pvc-1", 8 * MI, "-wi-a-----")]);
-    respond(&fake, &l.lvs(None), Output::ok(lvs_json(&[])));
-    // One pass of the node agent: pools, then orphans: each report runs once.
+    // One pass of the node agent: pools, thin pools, orphans: each listing runs once, and
+    // the stats of the replicas are answered from the VG's listing too.
     e.list_pools().await.unwrap();
     e.pool_info(VG).await.unwrap();
+    assert_eq!(e.thin_pool(VG).await.unwrap(), None);
     e.list_volumes(None).await.unwrap();
+    e.stat_volume(VG, "pvc-1").await.unwrap().unwrap();
+    e.stat_volume(VG, "pvc-1").await.unwrap().unwrap();
     assert_eq!(count(&fake, "vgs "), 1);
     assert_eq!(count(&fake, "pvs "), 1);
     assert_eq!(ran(&fake, &l.lvs(Some(VG))), 1);
-    // Single-LV lookups are never reused.
-    e.stat_volume(VG, "pvc-1").await.unwrap();
-    e.stat_volume(VG, "pvc-1").await.unwrap();
-    assert_eq!(ran(&fake, &l.lvs_one(VG, "pvc-1")), 2);
+    assert_eq!(ran(&fake, &l.lvs_one(VG, "pvc-1")), 0);
     // Any command of ours that may change something makes them stale.
     respond(
         &fake,
@@ -852,11 +983,17 @@ async fn reports_are_reused_briefly_until_we_change_something() {
     );
     e.deactivate_volume(VG, "pvc-1").await.unwrap();
     e.list_pools().await.unwrap();
+    e.stat_volume(VG, "pvc-1").await.unwrap().unwrap();
     assert_eq!(count(&fake, "vgs "), 2);
+    assert_eq!(count(&fake, "pvs "), 2);
+    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 2);
     // So does age.
-    for r in e.reports().values_mut() {
-        r.started -= REPORT_TTL;
-    }
+    age(&e.vgs_listing);
+    age(&e.pvs_listing);
     e.list_pools().await.unwrap();
     assert_eq!(count(&fake, "vgs "), 3);
+    assert_eq!(count(&fake, "pvs "), 3);
+    age(&e.lv_slot(VG));
+    e.stat_volume(VG, "pvc-1").await.unwrap().unwrap();
+    assert_eq!(ran(&fake, &l.lvs(Some(VG))), 3);
 }

@@ -25,6 +25,7 @@ use hwameistor_core::names;
 use hwameistor_core::snapshot::{ThinMember, ThinPool, parse_ratio, provisioned_bytes};
 use serde::{Deserialize, Serialize};
 
+use super::listing::Change;
 use super::{LvReport, LvmEngine, insufficient, stderr_has, validate_pool};
 use crate::error::{Context, Error, Result};
 use crate::types::{SnapshotInfo, VolumeInfo, round_up_to_extent};
@@ -153,7 +154,7 @@ impl LvmEngine {
         op: &'static str,
         pool: &str,
     ) -> Result<Option<ThinPoolInfo>> {
-        let lvs = self.all_lvs(op, Some(pool)).await?;
+        let lvs = self.all_lvs(op, pool).await?;
         self.thin_pool_in(op, pool, &lvs)
     }
 
@@ -265,7 +266,7 @@ impl LvmEngine {
                     .await?;
                 }
                 if tp.over_provision_ratio != ratio {
-                    let lvs = self.all_lvs(OP, Some(pool)).await?;
+                    let lvs = self.all_lvs(OP, pool).await?;
                     let old: Option<String> =
                         lvs.iter().find(|l| l.name == THIN_POOL_LV).and_then(|l| {
                             l.tags
@@ -297,7 +298,7 @@ impl LvmEngine {
         const OP: &str = "remove thin pool";
         validate_pool(pool)?;
         let _g = self.lock_vg(pool).await;
-        let lvs = self.all_lvs(OP, Some(pool)).await?;
+        let lvs = self.all_lvs(OP, pool).await?;
         if !lvs.iter().any(|l| l.name == THIN_POOL_LV) {
             return Ok(());
         }
@@ -332,10 +333,10 @@ impl LvmEngine {
     ) -> Result<VolumeInfo> {
         const OP: &str = "create thin volume";
         let _g = self.lock_vg(pool).await;
-        let (facts, _) = self.vg_for_create(OP, pool).await?;
-        let size = round_up_to_extent(size_bytes, facts.vg.extent_size);
+        let (vg, _) = self.vg_for_create(OP, pool).await?;
+        let size = round_up_to_extent(size_bytes, vg.extent_size);
         // One listing of the VG serves the name check and the thin pool's accounting.
-        let lvs = self.all_lvs(OP, Some(pool)).await?;
+        let lvs = self.all_lvs(OP, pool).await?;
         if let Some(l) = self.ours_in(OP, pool, volume, &lvs)? {
             if l.is_thin() && l.origin.is_empty() && l.size >= size {
                 return Ok(self.volume_info(&l));
@@ -367,10 +368,10 @@ impl LvmEngine {
         let create = self
             .lvm
             .thin_create(pool, THIN_POOL_LV, volume, size, &self.cfg.tag);
-        let before = self.generation();
+        let before = self.before(pool);
         self.run_create(OP, pool, volume, create).await?;
-        // A thin volume takes no VG space (the thin pool holds it).
-        self.account_create(pool, before, 0);
+        // A thin volume takes no VG space, but changes its thin pool's row.
+        self.account(pool, before, Change::Other).await;
         let l = self.must_lv(OP, pool, volume).await?;
         if l.is_thin() && l.size >= size {
             return Ok(self.volume_info(&l));
