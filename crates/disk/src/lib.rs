@@ -111,6 +111,28 @@ impl DiscoveryConfig {
             loop_backing_dir: None,
         }
     }
+
+    /// True for a device this configuration never reports, decided from its name and at most
+    /// one sysfs read: every loop device without [`Self::include_loop`], and with
+    /// [`Self::loop_backing_dir`] every loop device backed elsewhere (or not attached). Scans
+    /// and fingerprints leave these out, and their uevents need no pass: a host with a
+    /// loop device per `file`-engine volume then scans only the disks that can matter.
+    pub fn ignores(&self, kernel_name: &str) -> bool {
+        if !sysfs::is_loop_name(kernel_name) {
+            return false;
+        }
+        if !self.include_loop {
+            return true;
+        }
+        match &self.loop_backing_dir {
+            None => false,
+            Some(dir) => !loop_backing_allowed(
+                kernel_name,
+                sysfs::loop_backing_file(&self.roots, kernel_name).as_deref(),
+                dir,
+            ),
+        }
+    }
 }
 
 /// A disk found on this node, with every decision about it.
@@ -200,6 +222,12 @@ pub trait DiscoverySource: Send + Sync + Debug {
     /// that cannot select forget everything.
     fn invalidate_matching(&self, _pred: &dyn Fn(&str) -> bool) {
         self.invalidate(None)
+    }
+    /// True if a uevent of `kernel_name` cannot change what [`DiscoverySource::scan`]
+    /// reports (a device it never looks at and does not report now), so it needs no pass.
+    /// Sources that cannot tell say false.
+    fn ignores_event(&self, _kernel_name: &str) -> bool {
+        false
     }
 }
 
@@ -357,7 +385,7 @@ impl DiscoverySource for Discoverer {
             include_loop: self.config.include_loop,
         };
         let mut out = Vec::new();
-        let names = sysfs::list_disks(&self.config.roots)?;
+        let names = sysfs::list_disks_except(&self.config.roots, &|n| self.config.ignores(n))?;
         self.cache().retain(|k, _| names.contains(k));
         for name in names {
             // cheap sysfs read first: skip what we never manage before probing it
@@ -372,6 +400,7 @@ impl DiscoverySource for Discoverer {
                 tracing::trace!(device = %name, %why, "skipped");
                 continue;
             }
+            // re-checked on what was read: the backing file may have changed since listing
             if let Some(dir) = &self.config.loop_backing_dir
                 && !loop_backing_allowed(&name, facts.loop_backing_file.as_deref(), dir)
             {
@@ -394,7 +423,12 @@ impl DiscoverySource for Discoverer {
     }
 
     fn fingerprint(&self) -> Result<String> {
-        sysfs::fingerprint(&self.config.roots)
+        sysfs::fingerprint_except(&self.config.roots, &|n| self.config.ignores(n))
+    }
+
+    fn ignores_event(&self, kernel_name: &str) -> bool {
+        // a device probed before (in the cache) was reported: its change or removal matters
+        self.config.ignores(kernel_name) && !self.cache().contains_key(kernel_name)
     }
 
     async fn smart(&self, dev_path: &str) -> Result<SmartReport> {

@@ -63,6 +63,12 @@ fn class_dir(roots: &Roots, name: &str) -> PathBuf {
 
 /// Names of all block devices (`/sys/class/block/*`) that are whole disks, sorted.
 pub fn list_disks(roots: &Roots) -> Result<Vec<String>> {
+    list_disks_except(roots, &|_| false)
+}
+
+/// [`list_disks`] without the devices `skip` names. `skip` is asked first, so a skipped
+/// device costs no further sysfs read (a host with hundreds of loop devices stays cheap).
+pub fn list_disks_except(roots: &Roots, skip: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
     let dir = roots.sys.join("class/block");
     let rd = fs::read_dir(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
@@ -71,12 +77,26 @@ pub fn list_disks(roots: &Roots) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if skip(&name) {
+            continue;
+        }
         if !dir.join(&name).join("partition").exists() {
             out.push(name);
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// True for a whole loop device's kernel name (`loop7`; not `loop7p1`, not `loop-control`).
+pub fn is_loop_name(name: &str) -> bool {
+    name.strip_prefix("loop")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The backing file of loop device `name` as sysfs shows it, if it is attached.
+pub fn loop_backing_file(roots: &Roots, name: &str) -> Option<String> {
+    read_trim(&class_dir(roots, name).join("loop/backing_file"))
 }
 
 /// Parse a `major:minor` string.
@@ -383,8 +403,13 @@ pub fn apply_udev(d: &mut BlockDevice, u: &UdevEntry) {
 /// A cheap summary of the block devices present (names, numbers, sizes, backing files,
 /// partitions): it changes whenever a disk comes, goes, is resized or re-partitioned.
 pub fn fingerprint(roots: &Roots) -> Result<String> {
+    fingerprint_except(roots, &|_| false)
+}
+
+/// [`fingerprint`] over the disks of [`list_disks_except`].
+pub fn fingerprint_except(roots: &Roots, skip: &dyn Fn(&str) -> bool) -> Result<String> {
     let mut out = String::new();
-    for name in list_disks(roots)? {
+    for name in list_disks_except(roots, skip)? {
         let dir = class_dir(roots, &name);
         out.push_str(&name);
         for f in ["dev", "size", "loop/backing_file"] {

@@ -455,6 +455,75 @@ async fn loop_disks_only_on_request_and_named_by_backing_file() {
 }
 
 #[tokio::test]
+async fn loops_backed_outside_the_disk_dir_cost_nothing_and_need_no_pass() {
+    use hwameistor_disk::DiscoverySource;
+    let h = build_zoo();
+    let mut cfg = h.discoverer(true).config;
+    cfg.loop_backing_dir = Some("/var/lib/demo/disks".into());
+    let d = Discoverer::new(cfg, Arc::new(h.runner.clone()));
+    let volume_loop = |n: u32| {
+        h.disk(
+            "virtual",
+            &format!("loop{n}"),
+            &format!("7:{n}"),
+            2048,
+            "1",
+            &[("loop/backing_file", b"/var/lib/demo/pool/v.img\n")],
+        )
+    };
+    let before = d.fingerprint().unwrap();
+    assert!(before.contains("loop0 "), "{before}");
+    d.scan().await.unwrap();
+    // a volume's loop device: not scanned, not in the fingerprint, its uevents need no pass
+    volume_loop(20);
+    assert_eq!(d.fingerprint().unwrap(), before);
+    assert!(
+        !d.scan()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.device.kernel_name == "loop20")
+    );
+    assert!(d.ignores_event("loop20"));
+    // detached loop devices are ignored too; disks and partitions never are
+    assert!(d.ignores_event("loop1"));
+    for name in ["sda", "loop0p1", "loop-control"] {
+        assert!(!d.ignores_event(name), "{name}");
+    }
+    // the demo disk loop0 was reported: its events matter even once it looks ignorable
+    fs::write(h.root.join("sys/class/block/loop0/loop/backing_file"), "").unwrap();
+    assert!(!d.ignores_event("loop0"), "reported before, so it matters");
+    assert_ne!(
+        d.fingerprint().unwrap(),
+        before,
+        "loop0 left the fingerprint"
+    );
+    // a loop device that becomes backed by a file under the dir enters scan and fingerprint
+    fs::write(
+        h.root.join("sys/class/block/loop20/loop/backing_file"),
+        "/var/lib/demo/disks/d9.img\n",
+    )
+    .unwrap();
+    assert!(!d.ignores_event("loop20"));
+    assert!(d.fingerprint().unwrap().contains("loop20 "));
+    assert!(
+        d.scan()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.device.kernel_name == "loop20")
+    );
+    // without include_loop, every loop device is ignored
+    assert!(h.discoverer(false).ignores_event("loop0"));
+    assert!(
+        !h.discoverer(false)
+            .fingerprint()
+            .unwrap()
+            .contains("loop0 ")
+    );
+}
+
+#[tokio::test]
 async fn fingerprint_changes_on_plug_and_partitioning() {
     let h = build_zoo();
     let d = h.discoverer(false);

@@ -160,15 +160,20 @@ pub async fn run_node_with(
                         tracing::debug!(action = %ev.action, device = ?ev.devname, "uevent");
                         // let a burst settle, then take all of it at once
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                        let source = agent.source.as_ref();
                         let mut changed = ChangedDevices::default();
-                        changed.note(&ev.action, ev.devname.as_deref());
+                        changed.note(source, &ev.action, ev.devname.as_deref());
                         if let Some(rx) = uevents.as_mut() {
                             while let Ok(ev) = rx.try_recv() {
-                                changed.note(&ev.action, ev.devname.as_deref());
+                                changed.note(source, &ev.action, ev.devname.as_deref());
                             }
                         }
+                        if !changed.relevant {
+                            tracing::trace!("uevents only of devices discovery ignores; no pass");
+                            continue;
+                        }
                         // contents changed (e.g. a new filesystem): probe those again
-                        changed.invalidate(agent.source.as_ref());
+                        changed.invalidate(source);
                         agent.pass_logged(&mut last_fp).await;
                     }
                     None => uevents = None,
@@ -795,15 +800,24 @@ pub fn link_into_pool(root: &std::path::Path, ld: &LocalDisk) -> Result<()> {
 /// A `change` of a device drops the probe of every disk whose name starts the device's
 /// (`sdb1` drops `sdb`); an overflow, or a change without a name, drops them all. Other
 /// actions (`add`, `remove`) change sysfs and are seen by the fingerprint; a loop device
-/// attached for a volume therefore costs no re-probe of the other disks.
+/// attached for a volume therefore costs no re-probe of the other disks. A batch whose every
+/// event names a device the source ignores (e.g. the loop device of a `file`-engine volume)
+/// is not `relevant` and costs no pass at all.
 #[derive(Debug, Default)]
 struct ChangedDevices {
     all: bool,
     names: std::collections::BTreeSet<String>,
+    relevant: bool,
 }
 
 impl ChangedDevices {
-    fn note(&mut self, action: &str, devname: Option<&str>) {
+    fn note(&mut self, source: &dyn DiscoverySource, action: &str, devname: Option<&str>) {
+        let ignored = action != "overflow"
+            && devname.is_some_and(|d| source.ignores_event(d.trim_start_matches("/dev/")));
+        if ignored {
+            return;
+        }
+        self.relevant = true;
         match (action, devname) {
             ("overflow", _) | ("change", None) => self.all = true,
             ("change", Some(d)) => {
@@ -852,6 +866,13 @@ mod changed_devices_tests {
         fn invalidate_matching(&self, pred: &dyn Fn(&str) -> bool) {
             self.0.lock().unwrap().retain(|d| !pred(d));
         }
+        /// Loop devices above 99 stand for the volume loops discovery leaves out.
+        fn ignores_event(&self, kernel_name: &str) -> bool {
+            kernel_name
+                .strip_prefix("loop")
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 99)
+        }
     }
 
     fn cache() -> Cache {
@@ -868,9 +889,9 @@ mod changed_devices_tests {
     fn a_change_drops_only_the_changed_disk_and_its_partitions_parent() {
         let c = cache();
         let mut ch = ChangedDevices::default();
-        ch.note("add", Some("loop7"));
-        ch.note("change", Some("loop7"));
-        ch.note("change", Some("sdb1"));
+        ch.note(&c, "add", Some("loop7"));
+        ch.note(&c, "change", Some("loop7"));
+        ch.note(&c, "change", Some("sdb1"));
         ch.invalidate(&c);
         assert_eq!(left(&c), ["sda", "loop0", "loop1"]);
     }
@@ -879,10 +900,26 @@ mod changed_devices_tests {
     fn adds_and_removes_alone_drop_nothing() {
         let c = cache();
         let mut ch = ChangedDevices::default();
-        ch.note("add", Some("loop9"));
-        ch.note("remove", Some("loop8"));
+        ch.note(&c, "add", Some("loop9"));
+        ch.note(&c, "remove", Some("loop8"));
         ch.invalidate(&c);
         assert_eq!(left(&c).len(), 4);
+    }
+
+    #[test]
+    fn a_batch_of_ignored_devices_needs_no_pass_but_one_other_event_does() {
+        let c = cache();
+        let mut ch = ChangedDevices::default();
+        ch.note(&c, "add", Some("/dev/loop100"));
+        ch.note(&c, "change", Some("loop101"));
+        assert!(!ch.relevant);
+        ch.invalidate(&c);
+        assert_eq!(left(&c).len(), 4);
+        ch.note(&c, "change", Some("loop1"));
+        assert!(ch.relevant);
+        let mut ch = ChangedDevices::default();
+        ch.note(&c, "overflow", Some("loop100"));
+        assert!(ch.relevant && ch.all);
     }
 
     #[test]
@@ -890,7 +927,7 @@ mod changed_devices_tests {
         for (action, name) in [("overflow", None), ("change", None)] {
             let c = cache();
             let mut ch = ChangedDevices::default();
-            ch.note(action, name);
+            ch.note(&c, action, name);
             ch.invalidate(&c);
             assert!(left(&c).is_empty(), "{action}");
         }
