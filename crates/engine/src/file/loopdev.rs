@@ -177,29 +177,7 @@ pub fn scan_at(sys: &Path) -> Vec<LoopDevice> {
     };
     let mut out: Vec<LoopDevice> = dir
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix("loop")?;
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let attrs = e.path().join("loop");
-            let back = std::fs::read_to_string(attrs.join("backing_file")).ok()?;
-            let back = back.trim_end_matches('\n');
-            if back.is_empty() {
-                return None;
-            }
-            let dio = std::fs::read_to_string(attrs.join("dio"))
-                .map(|d| d.trim() == "1")
-                .unwrap_or(false);
-            Some(LoopDevice {
-                name: PathBuf::from("/dev").join(&name),
-                back_file: back.to_owned(),
-                dio,
-                back_ino: None,
-                back_dev: None,
-            })
-        })
+        .filter_map(|e| read_at(sys, &e.file_name().into_string().ok()?))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -208,6 +186,45 @@ pub fn scan_at(sys: &Path) -> Vec<LoopDevice> {
 /// [`scan_at`] of `/sys`.
 pub fn scan() -> Vec<LoopDevice> {
     scan_at(Path::new("/sys"))
+}
+
+/// The loop device `/dev/<name>` from sysfs under `sys`, if `name` is a loop device with a
+/// backing file.
+fn read_at(sys: &Path, name: &str) -> Option<LoopDevice> {
+    let n = name.strip_prefix("loop")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let attrs = sys.join("block").join(name).join("loop");
+    let back = std::fs::read_to_string(attrs.join("backing_file")).ok()?;
+    let back = back.trim_end_matches('\n');
+    if back.is_empty() {
+        return None;
+    }
+    let dio = std::fs::read_to_string(attrs.join("dio"))
+        .map(|d| d.trim() == "1")
+        .unwrap_or(false);
+    Some(LoopDevice {
+        name: PathBuf::from("/dev").join(name),
+        back_file: back.to_owned(),
+        dio,
+        back_ino: None,
+        back_dev: None,
+    })
+}
+
+/// One device of [`scan_at`]: `dev` (a `/dev/loopN` path) if it is an attached loop device.
+/// Two sysfs reads instead of two per loop device of the host.
+pub fn device_at(sys: &Path, dev: &Path) -> Option<LoopDevice> {
+    if dev.parent() != Some(Path::new("/dev")) {
+        return None;
+    }
+    read_at(sys, dev.file_name()?.to_str()?)
+}
+
+/// [`device_at`] of `/sys`.
+pub fn device(dev: &Path) -> Option<LoopDevice> {
+    device_at(Path::new("/sys"), dev)
 }
 
 /// All loop devices of the host, as `losetup -l` reports them.
@@ -303,6 +320,20 @@ mod tests {
         };
         assert!(!gone.backs(&l[0]), "a deleted backing file is nobody's");
         assert!(scan_at(&sys.path().join("nothing")).is_empty());
+        // one device: the same answer as the scan, nothing for anything else
+        assert_eq!(
+            device_at(sys.path(), Path::new("/dev/loop3")).as_ref(),
+            Some(&l[1])
+        );
+        for other in [
+            "/dev/loop4",
+            "/dev/sda",
+            "/dev/loopx",
+            "/tmp/loop3",
+            "loop3",
+        ] {
+            assert!(device_at(sys.path(), Path::new(other)).is_none(), "{other}");
+        }
     }
 
     #[test]

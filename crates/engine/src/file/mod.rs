@@ -359,6 +359,13 @@ impl FileEngine {
         std::fs::read_link(self.link_path(pool, volume)).ok()
     }
 
+    /// The loop device the volume's symlink (`link`) names, if it is attached and backed by
+    /// `file`: two sysfs reads, where [`Self::loops_of`] reads every loop device of the host.
+    fn linked_loop(link: Option<&Path>, file: &Path) -> Option<LoopDevice> {
+        let l = loopdev::device(link?)?;
+        FileId::of(file).ok()?.backs(&l).then_some(l)
+    }
+
     async fn info(
         &self,
         op: &'static str,
@@ -370,15 +377,19 @@ impl FileEngine {
     ) -> Result<VolumeInfo> {
         let ctx = Context::volume(pool, volume);
         let size = std::fs::metadata(file).map_err(io(op, &ctx, file))?.len();
+        let link = self.link_target(pool, volume);
         let (mounts, loops) = match host {
             Some((m, l)) => {
                 let id = FileId::of(file).map_err(io(op, &ctx, file))?;
                 let l: Vec<LoopDevice> = l.iter().filter(|x| id.backs(x)).cloned().collect();
                 (Some(m), l)
             }
-            None => (None, self.loops_of(op, file).await?),
+            // only the linked device counts below, so only it is read
+            None => (
+                None,
+                Vec::from_iter(Self::linked_loop(link.as_deref(), file)),
+            ),
         };
-        let link = self.link_target(pool, volume);
         let current = loops
             .iter()
             .find(|l| link.as_deref() == Some(l.name.as_path()));
@@ -422,8 +433,11 @@ impl FileEngine {
     ) -> Result<PathBuf> {
         let ctx = Context::volume(pool, volume);
         let size = std::fs::metadata(file).map_err(io(op, &ctx, file))?.len();
-        let loops = self.loops_of(op, file).await?;
         let link = self.link_target(pool, volume);
+        let loops = match Self::linked_loop(link.as_deref(), file) {
+            Some(l) => vec![l],
+            None => self.loops_of(op, file).await?,
+        };
         // Prefer the device the symlink already names.
         let existing = loops
             .iter()
