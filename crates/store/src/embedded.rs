@@ -382,13 +382,11 @@ impl EmbeddedStore {
     ) -> Result<List<K>> {
         let t = Target::of::<K>(ns);
         let (t2, sel) = (t.clone(), selector.clone());
-        let (raw, rv) = self
-            .blocking(&t, "", "list", move |inner| inner.list_raw(&t2, &sel))
+        let (items, rv) = self
+            .blocking(&t, "", "list", move |inner| {
+                inner.list_typed::<K>(&t2, &sel)
+            })
             .await?;
-        let items = raw
-            .into_iter()
-            .map(|v| decode(&t, "", v))
-            .collect::<Result<Vec<K>>>()?;
         Ok(List {
             items,
             resource_version: rv.to_string(),
@@ -637,6 +635,36 @@ impl Inner {
             let value: Value = serde_json::from_slice(bytes.value()).map_err(|e| be(e.into()))?;
             if selector.matches(&labels(&value)) {
                 items.push(value);
+            }
+        }
+        Ok((items, rv))
+    }
+
+    /// [`Self::list_raw`] decoded straight into `K` (no intermediate JSON tree: listing is
+    /// the hot read of every reconciler).
+    fn list_typed<K: Object>(&self, t: &Target, selector: &Selector) -> Result<(Vec<K>, u64)> {
+        let be = |e: BackendError| t.backend("", "list", e);
+        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
+        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
+        let meta = txn.open_table(META).map_err(|e| be(dbe(e)))?;
+        let rv = meta
+            .get(META_RV)
+            .map_err(|e| be(dbe(e)))?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let (start, end) = t.range();
+        let all = selector.selects_all();
+        let no_labels = BTreeMap::new();
+        let mut items = Vec::new();
+        for entry in objects
+            .range(start.as_str()..end.as_str())
+            .map_err(|e| be(dbe(e)))?
+        {
+            let (_, bytes) = entry.map_err(|e| be(dbe(e)))?;
+            let obj: K = serde_json::from_slice(bytes.value())
+                .map_err(|e| t.backend("", "decode", e.into()))?;
+            if all || selector.matches(obj.meta().labels.as_ref().unwrap_or(&no_labels)) {
+                items.push(obj);
             }
         }
         Ok((items, rv))
