@@ -1,16 +1,24 @@
 //! Cluster side: the LocalVolume state machine, replica placement with the capacity ledger,
 //! LocalVolumeGroup co-location, and LocalStorageNode liveness.
 //!
-//! Placement decisions are serialised by one lock: each allocation rebuilds the
-//! [`CapacityLedger`] from the store (node reports plus every placed volume's `spec.config` as
-//! a reservation) and plans. The decided config is then recorded as *pending* and the lock is
-//! released; the write of `spec.config` runs outside it, so a burst of placements shares the
-//! store's commits instead of queueing one commit each. The ledger of every later allocation
-//! counts the pending configs as if written (a pending config replaces what the store still
-//! shows for that volume), until the write is acknowledged (then the store shows it) or fails
-//! (then nothing was reserved and the volume is placed again). The next allocation therefore
-//! sees the previous one, however many volumes arrive at once and before any node has reported
-//! them, and a restarted controller rebuilds the same ledger from the store alone.
+//! Placement decisions are serialised by one lock: each allocation builds the
+//! [`CapacityLedger`] from a listing of the store (node reports plus every placed volume's
+//! `spec.config` as a reservation) and plans. The decided config is then recorded as *pending*
+//! and the lock is released; the write of `spec.config` runs outside it, so a burst of
+//! placements shares the store's commits instead of queueing one commit each. The ledger of
+//! every later allocation counts the pending configs as if written (a pending config replaces
+//! what the store still shows for that volume), until the write is acknowledged (then the
+//! store shows it) or fails (then nothing was reserved and the volume is placed again). The
+//! next allocation therefore sees the previous one, however many volumes arrive at once and
+//! before any node has reported them, and a restarted controller rebuilds the same ledger
+//! from the store alone.
+//!
+//! The listing is kept for [`LISTING_TTL`] and reused by the allocations of a burst, each of
+//! which writes its decision into it: listing the store per volume made a burst of N
+//! placements cost N listings of N objects. A reused listing is "the store as listed plus
+//! every decision since", so it never under-counts a reservation; what it can miss for the
+//! TTL is a change made by others (a node's new report, a volume deleted), which makes it
+//! briefly conservative, like any listing taken a moment earlier. A failed write drops it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -41,6 +49,9 @@ use super::{ANNOTATION_HEARTBEAT, Error, Result, expand, status};
 /// Most steps applied in one pass.
 const MAX_STEPS: usize = 8;
 
+/// How long placements reuse one listing of the store (see the module docs).
+pub const LISTING_TTL: Duration = Duration::from_secs(1);
+
 /// Configuration of the cluster controllers.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -70,10 +81,48 @@ impl Default for ClusterConfig {
 pub struct ClusterCtx {
     pub cfg: ClusterConfig,
     pub store: Store,
-    /// Serialises placement decisions (see the module docs).
-    alloc: Mutex<()>,
+    /// Serialises placement decisions and holds their listing (see the module docs).
+    alloc: Mutex<Option<Listing>>,
     /// Configs decided but not yet acknowledged by the store, by volume name.
     pending: std::sync::Mutex<BTreeMap<String, VolumeConfig>>,
+}
+
+/// What placements are decided from: a listing of the store, with every decision taken since
+/// written into `volumes`.
+#[derive(Debug)]
+struct Listing {
+    taken: std::time::Instant,
+    lsns: Vec<LocalStorageNode>,
+    volumes: BTreeMap<String, LocalVolume>,
+    replicas: Vec<LocalVolumeReplica>,
+}
+
+impl Listing {
+    /// List the store; `pending` (copied before listing) replaces what the store still shows.
+    async fn take(store: &Store, pending: &BTreeMap<String, VolumeConfig>) -> Result<Self> {
+        let taken = std::time::Instant::now();
+        let (lsns, volumes, replicas) = list_for_ledger(store).await?;
+        let volumes = volumes
+            .into_iter()
+            .filter_map(|mut v| {
+                let name = v.metadata.name.clone()?;
+                if let Some(c) = pending.get(&name) {
+                    v.spec.config = Some(c.clone());
+                }
+                Some((name, v))
+            })
+            .collect();
+        Ok(Listing {
+            taken,
+            lsns,
+            volumes,
+            replicas,
+        })
+    }
+
+    fn fresh(&self) -> bool {
+        self.taken.elapsed() < LISTING_TTL
+    }
 }
 
 /// Removes a volume's pending config when its write finished, however it finished.
@@ -93,7 +142,7 @@ impl ClusterCtx {
         Arc::new(ClusterCtx {
             cfg,
             store,
-            alloc: Mutex::new(()),
+            alloc: Mutex::new(None),
             pending: Default::default(),
         })
     }
@@ -433,9 +482,9 @@ pub(crate) async fn ledger_now(store: &Store, skip: &str) -> Result<CapacityLedg
 
 /// Build the capacity ledger from the store: node reports, and every placed volume (except
 /// `skip`) as a reservation on its config nodes.
-pub fn build_ledger(
+pub fn build_ledger<V: std::borrow::Borrow<LocalVolume>>(
     lsns: &[LocalStorageNode],
-    volumes: &[LocalVolume],
+    volumes: &[V],
     replicas: &[LocalVolumeReplica],
     skip: &str,
 ) -> CapacityLedger {
@@ -457,6 +506,7 @@ pub fn build_ledger(
     }
     let config_size: BTreeMap<&str, u64> = volumes
         .iter()
+        .map(|v| v.borrow())
         .filter_map(|v| {
             let c = v.spec.config.as_ref()?;
             Some((
@@ -522,7 +572,7 @@ pub fn build_ledger(
             },
         );
     }
-    for v in volumes {
+    for v in volumes.iter().map(|v| v.borrow()) {
         let Some(vname) = v.metadata.name.as_deref() else {
             continue;
         };
@@ -552,23 +602,35 @@ pub fn build_ledger(
 /// Place the missing replicas of `name` (and/or grow its config to the required size) and
 /// write `spec.config`. Serialised across all volumes.
 async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
-    let guard = ctx.alloc.lock().await;
+    match allocate_from(ctx, name, true).await {
+        // A reused listing may predate the capacity that fits (a node's first report, a
+        // deleted volume): only a fresh one may say no.
+        Err(Error::Placement { .. }) => allocate_from(ctx, name, false).await,
+        r => r,
+    }
+}
+
+/// [`allocate`], from the kept listing if `reuse` and it is fresh, else from a new one.
+async fn allocate_from(ctx: &ClusterCtx, name: &str, reuse: bool) -> Result<()> {
+    let mut guard = ctx.alloc.lock().await;
     let volumes_api = ctx.store.all::<LocalVolume>();
     let lv = volumes_api
         .get(name)
         .await
         .ctx("get", "LocalVolume", name)?;
-    // Decided, not yet written: counted as written. Copied *before* the store is listed: a
-    // placement whose write is acknowledged in between is then in the listing (and maybe also
-    // in the copy, with the same config); copied after, it could be in neither.
-    let pending = ctx.pending().clone();
-    let (lsns, mut volumes, replicas) = list_for_ledger(&ctx.store).await?;
-    for v in &mut volumes {
-        if let Some(c) = v.metadata.name.as_ref().and_then(|n| pending.get(n)) {
-            v.spec.config = Some(c.clone());
-        }
+    if !(reuse && guard.as_ref().is_some_and(Listing::fresh)) {
+        // Decided, not yet written: counted as written. Copied *before* the store is listed:
+        // a placement whose write is acknowledged in between is then in the listing (and
+        // maybe also in the copy, with the same config); copied after, it could be in neither.
+        let pending = ctx.pending().clone();
+        *guard = Some(Listing::take(&ctx.store, &pending).await?);
     }
-    let mut ledger = build_ledger(&lsns, &volumes, &replicas, name);
+    let Some(listing) = guard.as_mut() else {
+        unreachable!("listing taken above");
+    };
+    let lsns = &listing.lsns;
+    let volumes: Vec<&LocalVolume> = listing.volumes.values().collect();
+    let mut ledger = build_ledger(lsns, &volumes, &listing.replicas, name);
 
     let pool = lv.spec.pool_name.clone();
     if pool.is_empty() {
@@ -713,12 +775,14 @@ async fn allocate(ctx: &ClusterCtx, name: &str) -> Result<()> {
         ctx,
         name: name.to_owned(),
     };
+    listing.volumes.insert(name.to_owned(), updated.clone());
     drop(guard);
     // Conditional on the resourceVersion we read: a concurrent change makes us retry.
-    volumes_api
-        .replace(&updated)
-        .await
-        .ctx("replace", "LocalVolume", name)?;
+    if let Err(e) = volumes_api.replace(&updated).await {
+        // The listing counts this decision; list afresh rather than reason about it.
+        *ctx.alloc.lock().await = None;
+        return Err(e).ctx("replace", "LocalVolume", name);
+    }
     tracing::info!(volume = %name, nodes = ?new_config.replicas.iter().map(|r| &r.hostname).collect::<Vec<_>>(),
         required_bytes = required, version = new_config.version, "volume placed");
 
@@ -793,5 +857,76 @@ mod tests {
         let volumes = vec![placed("a", "n1", 4 * GIB), placed("b", "n1", 3 * GIB)];
         let ledger = build_ledger(&[lsn], &volumes, &[ra], "");
         assert_eq!(ledger.usage("n1", POOL).unwrap().free_bytes, 3 * GIB as u64);
+    }
+
+    /// Placements within [`LISTING_TTL`] share one listing: each counts the ones before it,
+    /// and a refusal is only ever given from a fresh listing.
+    #[tokio::test]
+    async fn a_kept_listing_counts_every_decision_and_never_refuses_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::from(hwameistor_store::EmbeddedStore::open(dir.path().join("s.redb")).unwrap());
+        let lsns = store.all::<LocalStorageNode>();
+        let set_pool = |bytes: i64| {
+            let lsns = lsns.clone();
+            async move {
+                let mut lsn = LocalStorageNode::test("n1");
+                if let Some(cur) = lsns.get_opt("n1").await.unwrap() {
+                    lsn.metadata = cur.metadata;
+                } else {
+                    lsn = lsns.create(&lsn).await.unwrap();
+                    lsn.status = LocalStorageNode::test("n1").status;
+                }
+                let pool = lvm_pool(PoolClass::HDD, bytes);
+                lsn.status.as_mut().unwrap().pools.insert(POOL.into(), pool);
+                lsns.replace_status(&lsn).await.unwrap();
+            }
+        };
+        let lvs = store.all::<LocalVolume>();
+        let new_volume = |name: &'static str, bytes: i64| {
+            let lvs = lvs.clone();
+            async move {
+                let mut v = LocalVolume::test(name);
+                v.spec.required_capacity_bytes = bytes;
+                lvs.create(&v).await.unwrap();
+            }
+        };
+        let ctx = ClusterCtx::new(ClusterConfig::default(), store.clone());
+        set_pool(GIB).await;
+        new_volume("a", 2 * GIB).await;
+        let refused = allocate(&ctx, "a").await;
+        assert!(
+            matches!(refused, Err(Error::Placement { .. })),
+            "{refused:?}"
+        );
+        // The node grows right after: the kept listing still shows 1 GiB, yet "b" is placed.
+        set_pool(10 * GIB).await;
+        new_volume("b", 4 * GIB).await;
+        allocate(&ctx, "b").await.unwrap();
+        // "b" is in the kept listing (whether or not re-listed): 6 GiB are left, not 10.
+        new_volume("c", 5 * GIB).await;
+        allocate(&ctx, "c").await.unwrap();
+        new_volume("d", 2 * GIB).await;
+        let refused = allocate(&ctx, "d").await;
+        assert!(
+            matches!(refused, Err(Error::Placement { .. })),
+            "{refused:?}"
+        );
+        // After the TTL a new listing agrees: 1 GiB is left, too little for "a".
+        tokio::time::sleep(LISTING_TTL).await;
+        assert!(matches!(
+            allocate(&ctx, "a").await,
+            Err(Error::Placement { .. })
+        ));
+        let placed: Vec<String> = lvs
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|v| v.spec.config.is_some())
+            .filter_map(|v| v.metadata.name)
+            .collect();
+        assert_eq!(placed, ["b", "c"]);
     }
 }
