@@ -349,10 +349,8 @@ impl FileEngine {
 
     async fn loops_of(&self, op: &'static str, file: &Path) -> Result<Vec<LoopDevice>> {
         let id = FileId::of(file).map_err(io(op, &Context::device(file.display()), file))?;
-        Ok(loopdev::scan()
-            .into_iter()
-            .filter(|l| id.backs(l))
-            .collect())
+        // sysfs names the backing file by path (no inode), so the path decides
+        Ok(loopdev::scan_backing(&id.path))
     }
 
     fn link_target(&self, pool: &str, volume: &str) -> Option<PathBuf> {
