@@ -147,6 +147,16 @@ impl ClusterCtx {
         })
     }
 
+    /// Free the placement listing once it is too old to be used (it holds every volume and
+    /// replica; an idle server need not).
+    fn drop_stale_listing(&self) {
+        if let Ok(mut listing) = self.alloc.try_lock()
+            && listing.as_ref().is_some_and(|l| !l.fresh())
+        {
+            *listing = None;
+        }
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, VolumeConfig>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -181,6 +191,7 @@ pub async fn run_cluster_controllers(
                 if let Err(e) = check_liveness(&ctx).await {
                     tracing::warn!(error = %e, "node liveness check failed");
                 }
+                ctx.drop_stale_listing();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(ctx.cfg.liveness_interval) => {}
