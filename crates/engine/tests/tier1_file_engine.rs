@@ -541,3 +541,77 @@ async fn ext4_volume_mkfs_mount_and_grow() -> Result<()> {
     e.delete_volume(POOL, "pvc-ext4").await?;
     Ok(())
 }
+
+/// Creates fired at once share one disk without over-filling it: each claims its space under
+/// the engine's space lock (the length of its temporary file) and finishes outside it, so
+/// exactly as many fit as the free space allows and the rest get InsufficientSpace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "tier 1: needs root and loop devices; run by .ci/run"]
+async fn concurrent_creates_never_over_fill_a_disk() -> Result<()> {
+    let sb = Sandbox::new("burst")?;
+    let d1 = loop_disk(&sb, "d1", 512 * MI).await?;
+    // Preallocation (fallocate, a command) keeps every create busy after its claim.
+    let e = Arc::new(FileEngine::new(
+        runner(),
+        FileEngineConfig {
+            root: sb.path("pools"),
+            dev_dir: sb.path("dev"),
+            fs_type: PoolFsType::Xfs,
+            preallocate: true,
+            timeout: Duration::from_secs(60),
+        },
+    ));
+    let p = e.ensure_pool(POOL, std::slice::from_ref(&d1)).await?;
+    let size = 64 * MI;
+    let fits = p.free_bytes / size;
+    ensure!((3..8).contains(&fits), "{p:?}");
+    let creates = (0..16).map(|i| {
+        let e = e.clone();
+        tokio::spawn(async move {
+            e.create_volume(
+                POOL,
+                &format!("pvc-b{i:02}"),
+                size,
+                &VolumeOptions::default(),
+            )
+            .await
+        })
+    });
+    let mut made = Vec::new();
+    for (i, c) in creates.enumerate() {
+        match c.await? {
+            Ok(v) => made.push(v.name),
+            Err(Error::InsufficientSpace { requested, .. }) => {
+                ensure!(requested == size, "pvc-b{i:02}: {requested}")
+            }
+            Err(other) => return Err(other).context(format!("pvc-b{i:02}")),
+        }
+    }
+    ensure!(made.len() as u64 == fits, "{} made, {fits} fit", made.len());
+    let after = e.pool_info(POOL).await?.context("pool")?;
+    ensure!(after.free_bytes < size, "{after:?}");
+    ensure!(after.used_bytes <= after.total_bytes, "{after:?}");
+    // Nothing half-made is left behind, and deleting gives the space back.
+    let listed: Vec<String> = e
+        .list_volumes(Some(POOL))
+        .await?
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    made.sort();
+    ensure!(listed == made, "{listed:?} vs {made:?}");
+    for v in &made {
+        e.delete_volume(POOL, v).await?;
+    }
+    // XFS frees the blocks in the background.
+    let mut freed = e.pool_info(POOL).await?.context("pool")?;
+    for _ in 0..50 {
+        if freed.free_bytes / size == fits {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        freed = e.pool_info(POOL).await?.context("pool")?;
+    }
+    ensure!(freed.free_bytes / size == fits, "{freed:?}");
+    Ok(())
+}

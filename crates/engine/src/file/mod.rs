@@ -41,7 +41,9 @@
 //! # Concurrency
 //! Volume calls on different volumes run in parallel: each takes its volume's lock and,
 //! only for the moment it chooses a disk and claims space (create, extend, restore), the
-//! engine's space lock, so two creates can never both count the same free bytes. Pool
+//! engine's space lock, so two creates can never both count the same free bytes (a create
+//! claims its space by setting the length of its temporary file, which the usage counts, and
+//! preallocates and fsyncs after releasing the lock). Pool
 //! changes (`ensure_pool`) and snapshot calls are exclusive: they wait for every volume call
 //! to finish and hold the others off.
 
@@ -75,6 +77,8 @@ pub const MARKER: &str = ".hwameistor-pool";
 const VOLUMES: &str = "volumes";
 const SNAPSHOTS: &str = "snapshots";
 const IMG: &str = ".img";
+/// Suffix of a volume or snapshot file being written (`.<name>.img.tmp`).
+const TMP_IMG: &str = ".img.tmp";
 const ORIGIN: &str = ".origin";
 
 /// The file-backed [`VolumeEngine`].
@@ -183,7 +187,12 @@ fn files_usage(dir: &Path) -> (u64, u64) {
         return (0, 0);
     };
     rd.flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(IMG))
+        .filter(|e| {
+            // a volume being created (`.<name>.img.tmp`) has claimed its space already
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(IMG) || n.ends_with(TMP_IMG)
+        })
         .filter_map(|e| e.metadata().ok())
         .fold((0, 0), |(a, b), m| (a + m.len(), b + m.blocks() * 512))
 }
@@ -527,6 +536,19 @@ impl FileEngine {
             .open(file)
             .map_err(io(op, ctx, file))?;
         f.set_len(size).map_err(io(op, ctx, file))?;
+        drop(f);
+        self.allocate_file(op, ctx, file, size).await
+    }
+
+    /// The slow half of [`Self::size_file`], after the length is set: preallocate (if
+    /// configured) and fsync.
+    async fn allocate_file(
+        &self,
+        op: &'static str,
+        ctx: &Context,
+        file: &Path,
+        size: u64,
+    ) -> Result<()> {
         if self.cfg.preallocate {
             let cmd = Cmd::new("fallocate")
                 .args(["-l".to_owned(), size.to_string()])
@@ -534,7 +556,6 @@ impl FileEngine {
                 .timeout(self.cfg.timeout * 10);
             self.run(op, ctx, cmd).await?;
         }
-        drop(f);
         fsync(op, ctx, file).await
     }
 
@@ -810,7 +831,7 @@ impl VolumeEngine for FileEngine {
                 });
             }
         } else {
-            let _space = self.space.lock().await;
+            let space = self.space.lock().await;
             // The disk with the most free space.
             let mut best: Option<(&DiskMount, DiskUsage)> = None;
             for d in &disks {
@@ -834,9 +855,17 @@ impl VolumeEngine for FileEngine {
             }
             let dir = disk.volumes();
             std::fs::create_dir_all(&dir).map_err(io(OP, &ctx, &dir))?;
-            let tmp = dir.join(format!(".{volume}{IMG}.tmp"));
-            std::fs::File::create(&tmp).map_err(io(OP, &ctx, &tmp))?;
-            self.size_file(OP, &ctx, &tmp, size).await?;
+            let tmp = dir.join(format!(".{volume}{TMP_IMG}"));
+            let f = std::fs::File::create(&tmp).map_err(io(OP, &ctx, &tmp))?;
+            f.set_len(size).map_err(io(OP, &ctx, &tmp))?;
+            drop(f);
+            // The space is claimed (usage counts the temporary file): the slow part
+            // (preallocation, fsyncs) runs without the lock, beside other creates.
+            drop(space);
+            if let Err(e) = self.allocate_file(OP, &ctx, &tmp, size).await {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             let file = disk.volume_file(volume);
             std::fs::rename(&tmp, &file).map_err(io(OP, &ctx, &file))?;
             fsync(OP, &ctx, &dir).await?;
