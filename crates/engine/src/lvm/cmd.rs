@@ -146,6 +146,14 @@ impl Lvm {
         self.cmd("lvremove").arg("-y").arg(format!("{vg}/{lv}"))
     }
 
+    /// `lvremove -y <vg>/<lv>...`: several LVs of one VG in one command (one process start,
+    /// device scan and metadata read for all of them).
+    pub fn lv_remove_many(&self, vg: &str, lvs: &[&str]) -> Cmd {
+        self.cmd("lvremove")
+            .arg("-y")
+            .args(lvs.iter().map(|lv| format!("{vg}/{lv}")))
+    }
+
     /// `lvchange -ay|-an <vg>/<lv>`
     pub fn lv_change_active(&self, vg: &str, lv: &str, active: bool) -> Cmd {
         self.cmd("lvchange")
@@ -309,6 +317,10 @@ mod tests {
         assert_eq!(
             line(&l.lv_remove("LocalStorage_PoolHDD", "pvc-1")),
             "lvremove -y LocalStorage_PoolHDD/pvc-1"
+        );
+        assert_eq!(
+            line(&l.lv_remove_many("LocalStorage_PoolHDD", &["pvc-1", "pvc-2"])),
+            "lvremove -y LocalStorage_PoolHDD/pvc-1 LocalStorage_PoolHDD/pvc-2"
         );
         assert_eq!(
             line(&l.lv_change_active("LocalStorage_PoolHDD", "pvc-1", true)),

@@ -40,8 +40,13 @@ use super::{LvmEngine, parse_err, stderr_has};
 use crate::error::{Context, Error, Result};
 
 /// How old a listing may be for the node agent's periodic reads (`stat_volume`, the pool
-/// report, orphans): changes made behind our back show within this time.
-pub const LISTING_TTL: Duration = Duration::from_secs(10);
+/// report, orphans): changes made behind our back show within this time (a mount or a
+/// mapping on top of a volume shows at once, see `in_use_now`). The replica reconciler's
+/// periodic drift check runs every 30 s (standalone) to 60 s, so this adds at most one such
+/// period. Our own changes never wait for it. Each refresh is a `vgs`, a `pvs` and an `lvs`
+/// per VG: on hardware ~0.1 s; in the TCG guest, refreshed every 10 s, they were 43 % of
+/// the lvm time of a burst of 100 creates (tests/vm/bench-lvm.sh).
+pub const LISTING_TTL: Duration = Duration::from_secs(30);
 
 /// Rows of one listing and what they account for.
 #[derive(Debug, Clone)]
@@ -69,8 +74,8 @@ pub(super) struct Before {
 pub(super) enum Change<'a> {
     /// A thick LV was created (as read back).
     Created(&'a LvReport),
-    /// A thick LV was removed (as it was before).
-    Removed(&'a LvReport),
+    /// Thick LVs were removed (as they were before), by one command.
+    Removed(&'a [LvReport]),
     /// Something else: the listings of the VG are stale.
     Other,
 }
@@ -282,22 +287,26 @@ impl LvmEngine {
         let (vg_now, all_now) = (self.vg_generation(pool), self.generation());
         let only_ours_in_vg = vg_now == before.vg + 1;
         let only_ours = all_now == before.all + 1;
-        let lv = match change {
-            Change::Created(l) | Change::Removed(l) if plain_thick(l) => Some(l),
-            _ => None,
-        };
+        let lvs: Option<Vec<&LvReport>> = match change {
+            Change::Created(l) => Some(vec![l]),
+            Change::Removed(ls) => Some(ls.iter().collect()),
+            Change::Other => None,
+        }
+        .filter(|ls| ls.iter().all(|l| plain_thick(l)));
         let created = matches!(change, Change::Created(_));
 
         // The VG's LVs.
         {
             let slot = self.lv_slot(pool);
             let mut listing = slot.lock().await;
-            match (listing.as_mut(), lv) {
-                (Some(li), Some(l)) if only_ours_in_vg && li.generation == before.vg => {
+            match (listing.as_mut(), &lvs) {
+                (Some(li), Some(lvs)) if only_ours_in_vg && li.generation == before.vg => {
                     let rows = Arc::make_mut(&mut li.rows);
-                    rows.retain(|r| !(r.vg_name == l.vg_name && r.name == l.name));
-                    if created {
-                        rows.push(l.clone());
+                    for l in lvs {
+                        rows.retain(|r| !(r.vg_name == l.vg_name && r.name == l.name));
+                        if created {
+                            rows.push((*l).clone());
+                        }
                     }
                     li.generation = vg_now;
                 }
@@ -309,19 +318,21 @@ impl LvmEngine {
         // The VG's free space and LV count.
         {
             let mut listing = self.vgs_listing.lock().await;
-            match (listing.as_mut(), lv) {
-                (Some(li), Some(l)) if only_ours && li.generation == before.all => {
+            match (listing.as_mut(), &lvs) {
+                (Some(li), Some(lvs)) if only_ours && li.generation == before.all => {
                     let rows = Arc::make_mut(&mut li.rows);
                     if let Some(v) = rows.iter_mut().find(|v| v.name == pool) {
-                        let extents = l.size.checked_div(v.extent_size).unwrap_or(0);
-                        if created {
-                            v.free = v.free.saturating_sub(l.size);
-                            v.free_count = v.free_count.saturating_sub(extents);
-                            v.lv_count += 1;
-                        } else {
-                            v.free = (v.free + l.size).min(v.size);
-                            v.free_count = (v.free_count + extents).min(v.extent_count);
-                            v.lv_count = v.lv_count.saturating_sub(1);
+                        for l in lvs {
+                            let extents = l.size.checked_div(v.extent_size).unwrap_or(0);
+                            if created {
+                                v.free = v.free.saturating_sub(l.size);
+                                v.free_count = v.free_count.saturating_sub(extents);
+                                v.lv_count += 1;
+                            } else {
+                                v.free = (v.free + l.size).min(v.size);
+                                v.free_count = (v.free_count + extents).min(v.extent_count);
+                                v.lv_count = v.lv_count.saturating_sub(1);
+                            }
                         }
                     }
                     li.generation = all_now;
@@ -335,22 +346,31 @@ impl LvmEngine {
         // equal stripes on as many PVs.
         {
             let mut listing = self.pvs_listing.lock().await;
-            let shares = lv.and_then(|l| match l.devices.len() {
-                1 => Some((l.devices.clone(), l.size)),
-                n if n > 1 && l.stripes as usize == n => {
-                    Some((l.devices.clone(), l.size / n as u64))
+            // (PV, bytes) per LV; None if one LV's layout does not say.
+            let shares: Option<Vec<(&Path, u64)>> = lvs.as_ref().and_then(|lvs| {
+                let mut out = Vec::new();
+                for l in lvs {
+                    let n = l.devices.len();
+                    let share = match n {
+                        1 => l.size,
+                        n if n > 1 && l.stripes as usize == n => l.size / n as u64,
+                        _ => return None,
+                    };
+                    out.extend(l.devices.iter().map(|d| (d.as_path(), share)));
                 }
-                _ => None,
+                Some(out)
             });
             match (listing.as_mut(), shares) {
-                (Some(li), Some((devs, share))) if only_ours && li.generation == before.all => {
+                (Some(li), Some(shares)) if only_ours && li.generation == before.all => {
                     let rows = Arc::make_mut(&mut li.rows);
-                    for p in rows.iter_mut().filter(|p| devs.contains(&p.name)) {
-                        p.free = if created {
-                            p.free.saturating_sub(share)
-                        } else {
-                            (p.free + share).min(p.size)
-                        };
+                    for (dev, share) in shares {
+                        for p in rows.iter_mut().filter(|p| p.name == dev) {
+                            p.free = if created {
+                                p.free.saturating_sub(share)
+                            } else {
+                                (p.free + share).min(p.size)
+                            };
+                        }
                     }
                     li.generation = all_now;
                 }

@@ -67,7 +67,7 @@ const ENGINE: EngineKind = EngineKind::Lvm;
 /// How old the `vgs` a create decides on may be (our own creates and removes keep it current
 /// meanwhile, any other change of ours drops it); "not enough space" from it is checked
 /// against a fresh one.
-pub const VG_FACTS_TTL: Duration = Duration::from_secs(10);
+pub const VG_FACTS_TTL: Duration = LISTING_TTL;
 
 /// How old a listing may be where a command of ours is about to depend on it (the pool,
 /// extend, snapshot and thin paths).
@@ -91,7 +91,12 @@ pub struct LvmEngine {
     lv_listings: std::sync::Mutex<HashMap<String, listing::Slot<LvReport>>>,
     vgs_listing: listing::Slot<VgReport>,
     pvs_listing: listing::Slot<PvReport>,
+    /// Removals waiting for their VG's lock ([`Self::remove_batched`]).
+    removals: std::sync::Mutex<HashMap<String, Vec<PendingRemoval>>>,
 }
+
+/// A listed LV to remove and where to send the outcome.
+type PendingRemoval = (LvReport, tokio::sync::oneshot::Sender<Result<()>>);
 
 /// Check a pool name: valid and `LocalStorage_Pool*`.
 pub(crate) fn validate_pool(pool: &str) -> Result<()> {
@@ -132,6 +137,7 @@ impl LvmEngine {
             lv_listings: Default::default(),
             vgs_listing: Default::default(),
             pvs_listing: Default::default(),
+            removals: Default::default(),
         }
     }
 
@@ -217,8 +223,72 @@ impl LvmEngine {
     async fn remove_volume_lv(&self, op: &'static str, pool: &str, l: &LvReport) -> Result<()> {
         let before = self.before(pool);
         self.remove_lv(op, pool, &l.name).await?;
-        self.account(pool, before, Change::Removed(l)).await;
+        self.account(pool, before, Change::Removed(std::slice::from_ref(l)))
+            .await;
         Ok(())
+    }
+
+    /// Remove the listed volume `l` with whatever other removals of listed volumes of the
+    /// VG are waiting: whoever gets the VG's lock removes all that wait, with one `lvremove`
+    /// (one process start, device scan and metadata read for all of them: a burst of
+    /// deletes runs a few `lvremove`s instead of one per volume).
+    async fn remove_batched(&self, op: &'static str, pool: &str, l: LvReport) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.removals()
+            .entry(pool.to_owned())
+            .or_default()
+            .push((l.clone(), tx));
+        {
+            let _g = self.lock_vg(pool).await;
+            let batch = self.removals().remove(pool).unwrap_or_default();
+            if !batch.is_empty() {
+                self.remove_batch(op, pool, batch).await;
+            }
+        }
+        match rx.await {
+            Ok(r) => r,
+            // The caller that took our removal was cancelled before it answered.
+            Err(_) => {
+                let _g = self.lock_vg(pool).await;
+                self.remove_volume_lv(op, pool, &l).await
+            }
+        }
+    }
+
+    fn removals(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<PendingRemoval>>> {
+        self.removals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remove `batch` (the caller holds the VG's lock) and answer each waiting caller. If
+    /// the one `lvremove` fails (one LV held open, one gone already), each LV is removed on
+    /// its own, so each caller gets its own answer.
+    async fn remove_batch(&self, op: &'static str, pool: &str, batch: Vec<PendingRemoval>) {
+        let (lvs, answers): (Vec<LvReport>, Vec<_>) = batch.into_iter().unzip();
+        if let ([l], [_]) = (lvs.as_slice(), answers.as_slice()) {
+            let r = self.remove_volume_lv(op, pool, l).await;
+            if let Some(tx) = answers.into_iter().next() {
+                let _ = tx.send(r);
+            }
+            return;
+        }
+        let names: Vec<&str> = lvs.iter().map(|l| l.name.as_str()).collect();
+        let before = self.before(pool);
+        let all = self.lvm.lv_remove_many(pool, &names);
+        match self.run(op, Context::pool(pool), all).await {
+            Ok(_) => {
+                self.account(pool, before, Change::Removed(&lvs)).await;
+                for tx in answers {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(pool, error = %e, count = lvs.len(), "removing several volumes at once failed; removing them one by one");
+                for (l, tx) in lvs.iter().zip(answers) {
+                    let _ = tx.send(self.remove_lv(op, pool, &l.name).await);
+                }
+                self.account(pool, before, Change::Other).await;
+            }
+        }
     }
 
     async fn run(&self, op: &'static str, ctx: Context, cmd: Cmd) -> Result<String> {
@@ -670,16 +740,17 @@ impl VolumeEngine for LvmEngine {
         const OP: &str = "delete volume";
         validate_pool(pool)?;
         names::validate("volume", volume)?;
-        let _g = self.lock_vg(pool).await;
         // The VG's listing knows the volume (a burst of deletes lists the VG once): remove
-        // it right away; lvm itself refuses an LV that is open. Missing there, or open: ask
-        // the host afresh (it may have changed behind our back since the listing).
+        // it right away, together with the other removals waiting for the VG; lvm itself
+        // refuses an LV that is open. Missing there, or open: ask the host afresh (it may
+        // have changed behind our back since the listing).
         if let Some(l) = self.listed_lv(OP, pool, volume, LISTING_TTL).await?
             && !l.open()
             && !self.in_use_now(&self.volume_info(&l).device_path)
         {
-            return self.remove_volume_lv(OP, pool, &l).await;
+            return self.remove_batched(OP, pool, l).await;
         }
+        let _g = self.lock_vg(pool).await;
         let Some(mut l) = self.lv(OP, pool, volume).await? else {
             return Ok(());
         };

@@ -997,3 +997,96 @@ async fn reports_are_reused_until_we_change_something_or_they_age() {
     e.stat_volume(VG, "pvc-1").await.unwrap().unwrap();
     assert_eq!(ran(&fake, &l.lvs(Some(VG))), 3);
 }
+
+#[tokio::test]
+async fn concurrent_deletes_share_lvremoves() {
+    let fake = RecordingRunner::new();
+    let e = Arc::new(LvmEngine::new(
+        Arc::new(Slow(fake.clone())),
+        LvmConfig::default(),
+    ));
+    let l = e.commands().clone();
+    let names: Vec<String> = (0..10).map(|i| format!("pvc-{i}")).collect();
+    let rows: Vec<LvRow> = names
+        .iter()
+        .map(|n| ours(n, 8 * MI, "-wi-a-----"))
+        .collect();
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&rows)));
+    fake.respond_prefix(&["lvremove"], Output::ok(""));
+    let deletes: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let e = e.clone();
+            let n = n.clone();
+            tokio::spawn(async move { e.delete_volume(VG, &n).await })
+        })
+        .collect();
+    for d in deletes {
+        d.await.unwrap().unwrap();
+    }
+    let removes: Vec<String> = mutations(&fake);
+    assert!(removes.len() <= 3, "{removes:?}");
+    // Every volume was removed exactly once, and the listing knows it without listing again.
+    for n in &names {
+        let target = format!("{VG}/{n}");
+        let times: usize = removes
+            .iter()
+            .map(|r| r.split(' ').filter(|a| *a == target).count())
+            .sum();
+        assert_eq!(times, 1, "{n}: {removes:?}");
+        assert!(e.stat_volume(VG, n).await.unwrap().is_none());
+    }
+    assert_eq!(count(&fake, "lvs "), 1);
+}
+
+#[tokio::test]
+async fn a_failed_batch_of_removals_is_retried_one_by_one() {
+    let (fake, e) = engine();
+    let l = e.commands().clone();
+    let (a, b) = (
+        ours("pvc-a", 8 * MI, "-wi-a-----"),
+        ours("pvc-b", 8 * MI, "-wi-a-----"),
+    );
+    respond(&fake, &l.lvs(Some(VG)), Output::ok(lvs_json(&[a, b])));
+    let lvs = e.vg_lvs("test", VG, LISTING_TTL).await.unwrap();
+    // pvc-b is held open: the batch fails (lvm removed pvc-a, the retry finds it gone).
+    respond(
+        &fake,
+        &l.lv_remove_many(VG, &["pvc-a", "pvc-b"]),
+        Output::failed(5, "  Logical volume LocalStorage_PoolHDD/pvc-b in use.\n"),
+    );
+    respond(
+        &fake,
+        &l.lv_remove(VG, "pvc-a"),
+        Output::failed(
+            5,
+            "  Failed to find logical volume \"LocalStorage_PoolHDD/pvc-a\"\n",
+        ),
+    );
+    respond(
+        &fake,
+        &l.lv_remove(VG, "pvc-b"),
+        Output::failed(5, "  Logical volume LocalStorage_PoolHDD/pvc-b in use.\n"),
+    );
+    let (ta, ra) = tokio::sync::oneshot::channel();
+    let (tb, rb) = tokio::sync::oneshot::channel();
+    e.remove_batch(
+        "delete volume",
+        VG,
+        vec![(lvs[0].clone(), ta), (lvs[1].clone(), tb)],
+    )
+    .await;
+    ra.await.unwrap().unwrap();
+    let err = rb.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert_eq!(ran(&fake, &l.lv_remove_many(VG, &["pvc-a", "pvc-b"])), 1);
+    assert_eq!(ran(&fake, &l.lv_remove(VG, "pvc-a")), 1);
+    assert_eq!(
+        ran(&fake, &l.lv_remove(VG, "pvc-b")),
+        6,
+        "retried as a single removal is"
+    );
+    // The listing is stale now: the next read lists again.
+    e.stat_volume(VG, "pvc-b").await.unwrap();
+    assert_eq!(count(&fake, "lvs "), 2);
+}
