@@ -431,18 +431,23 @@ impl FileEngine {
 
     /// Attach (or find) the loop device of `file`, make sure it runs with direct IO and has
     /// the file's size, and point the stable symlink at it.
+    ///
+    /// `fresh`: the file was made by this call (a new inode), so no loop device can back it
+    /// yet and none is looked for.
     async fn attach(
         &self,
         op: &'static str,
         pool: &str,
         volume: &str,
         file: &Path,
+        fresh: bool,
     ) -> Result<PathBuf> {
         let ctx = Context::volume(pool, volume);
         let size = std::fs::metadata(file).map_err(io(op, &ctx, file))?.len();
         let link = self.link_target(pool, volume);
         let loops = match Self::linked_loop(link.as_deref(), file) {
             Some(l) => vec![l],
+            None if fresh => Vec::new(),
             None => self.loops_of(op, file).await?,
         };
         // Prefer the device the symlink already names.
@@ -821,6 +826,7 @@ impl VolumeEngine for FileEngine {
             });
         }
         let size = round_up_to_extent(size_bytes, DEFAULT_EXTENT_BYTES);
+        let fresh = Self::find_volume(&disks, volume).is_none();
         if let Some((_, file)) = Self::find_volume(&disks, volume) {
             let have = std::fs::metadata(&file).map_err(io(OP, &ctx, &file))?.len();
             if have < size {
@@ -872,7 +878,7 @@ impl VolumeEngine for FileEngine {
         }
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
-        self.attach(OP, pool, volume, &file).await?;
+        self.attach(OP, pool, volume, &file, fresh).await?;
         self.info(OP, pool, volume, disk, &file, None).await
     }
 
@@ -975,7 +981,7 @@ impl VolumeEngine for FileEngine {
         let disks = self.existing_disks(OP, pool).await?;
         let (disk, file) =
             Self::find_volume(&disks, volume).ok_or_else(|| Self::not_found(OP, pool, volume))?;
-        self.attach(OP, pool, volume, &file).await?;
+        self.attach(OP, pool, volume, &file, false).await?;
         self.info(OP, pool, volume, disk, &file, None).await
     }
 
@@ -1109,7 +1115,8 @@ impl VolumeEngine for FileEngine {
         let ctx = Context::volume(pool, new_volume);
         let _g = self.lock_all().await;
         let disks = self.existing_disks(OP, pool).await?;
-        if Self::find_volume(&disks, new_volume).is_none() {
+        let fresh = Self::find_volume(&disks, new_volume).is_none();
+        if fresh {
             let disk = disks
                 .iter()
                 .find(|d| d.snapshot_file(snapshot).is_file())
@@ -1136,7 +1143,7 @@ impl VolumeEngine for FileEngine {
         }
         let (disk, file) = Self::find_volume(&disks, new_volume)
             .ok_or_else(|| Self::not_found(OP, pool, new_volume))?;
-        self.attach(OP, pool, new_volume, &file).await?;
+        self.attach(OP, pool, new_volume, &file, fresh).await?;
         self.info(OP, pool, new_volume, disk, &file, None).await
     }
 
@@ -1173,7 +1180,7 @@ impl VolumeEngine for FileEngine {
         fsync(OP, &ctx, &disk.volumes()).await?;
         fsync(OP, &ctx, &disk.snapshots()).await?;
         if was_active {
-            self.attach(OP, pool, volume, &file).await?;
+            self.attach(OP, pool, volume, &file, false).await?;
         }
         Ok(())
     }
