@@ -2,6 +2,7 @@
 //! HwameiStor from its library crate; `standalone` runs them all on one host against the
 //! embedded object store.
 
+mod alloc;
 mod demo;
 mod host;
 mod standalone;
@@ -201,10 +202,10 @@ const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(
 ///
 /// The data path is in the kernel; our threads only reconcile objects, run host commands and
 /// answer CSI/REST calls, so a few threads suffice. Fewer threads also mean less memory: each
-/// thread that allocates gets its own glibc malloc arena, whose freed memory mostly stays
-/// resident. tokio's defaults are one worker per CPU and up to 512 blocking threads (the
-/// embedded store runs its database work there, so a burst of requests would start dozens),
-/// each kept for 10 s after its last task. See docs/performance.md.
+/// thread has a stack and a cache in the allocator. tokio's defaults are one worker per CPU
+/// and up to 512 blocking threads (the embedded store runs its database work there, so a
+/// burst of requests would start dozens), each kept for 10 s after its last task. See
+/// docs/performance.md.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all()
@@ -225,22 +226,16 @@ fn env_count(name: &str) -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
-/// Malloc arenas the server runs with, unless `MALLOC_ARENA_MAX` is already set.
-const MALLOC_ARENAS: &str = "1";
-
-/// Run the server with one glibc malloc arena: replace this process (same pid, same
-/// arguments) by itself with `MALLOC_ARENA_MAX` set, unless it is set already.
+/// Re-execute this process (same pid, same arguments) with the allocator setting
+/// [`alloc::SETTING`] in the environment, unless that variable is set already.
 ///
-/// glibc gives each thread that allocates its own arena (up to 8 per CPU), and memory freed
-/// in an arena mostly stays resident; after a burst of 100 creates that was 12 MiB of the
-/// 40 MiB the standalone server kept resident (docs/performance.md). glibc reads the setting
-/// only from the environment at start-up (`mallopt` would need unsafe code), hence the exec.
-/// Our threads mostly wait for the kernel and for host commands, so allocator contention does
-/// not matter here. Set `MALLOC_ARENA_MAX` yourself to choose another number; on failure the
-/// server just runs with glibc's default.
-fn exec_with_one_malloc_arena() {
+/// Allocators read their settings from the environment when the process starts (setting
+/// them from inside would need unsafe code), hence the exec. Set the variable yourself to
+/// choose other settings; on failure the server just runs with the allocator's defaults.
+fn exec_with_allocator_settings() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    let (name, value) = alloc::SETTING;
+    if std::env::var_os(name).is_some() {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -254,11 +249,11 @@ fn exec_with_one_malloc_arena() {
     let err = std::process::Command::new(&exe)
         .arg0(arg0)
         .args(args)
-        .env("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+        .env(name, value)
         .exec();
     eprintln!(
-        "hwameistor: could not re-execute {} with MALLOC_ARENA_MAX={MALLOC_ARENAS} ({err}); \
-         running with glibc's default malloc arenas",
+        "hwameistor: could not re-execute {} with {name}={value} ({err}); \
+         running with the allocator's defaults",
         exe.display()
     );
 }
@@ -266,7 +261,7 @@ fn exec_with_one_malloc_arena() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Component::Crdgen { .. }) {
-        exec_with_one_malloc_arena();
+        exec_with_allocator_settings();
     }
     init_tracing(cli.log_format, cli.log_level.as_deref());
     let rt = match runtime() {
