@@ -27,10 +27,11 @@ use super::{Error, Result};
 /// Most steps applied in one pass before yielding back to the controller.
 const MAX_STEPS: usize = 8;
 
-/// Replicas one node agent works on at once. The engine serialises most of its work per pool
-/// anyway (the file engine per node, LVM per volume group); more parallel passes would only
-/// add concurrent host probes that slow down the one doing the work.
-const NODE_CONCURRENCY: u16 = 16;
+/// Replicas one node agent works on at once. A pass mostly waits (store commits, fsyncs, a
+/// `losetup` or `lvcreate`), and the engines serialise only what must be (the file engine
+/// per volume plus a short space claim, LVM per volume group), so a burst of volumes is
+/// worked on together and its status writes share the store's group commits.
+const NODE_CONCURRENCY: u16 = 64;
 
 /// The replica controller of one node.
 pub(crate) fn controller(ctx: &NodeCtx) -> Controller<LocalVolumeReplica> {
