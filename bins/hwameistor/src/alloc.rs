@@ -34,10 +34,15 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   default is 10 s, so the server still held most of a burst 5 s after it).
 /// - `muzzy_decay_ms:0`: give pages back with `MADV_DONTNEED` right away, not lazily with
 ///   `MADV_FREE`, whose pages stay counted as resident until the kernel is short of memory.
+/// - `tcache_max:1024`, `lg_tcache_nslots_mul:-2`: each thread caches freed objects of at most
+///   1 KiB (default 32 KiB), and a quarter as many of each size. A thread's cache is flushed
+///   only as the thread allocates, so idle threads keep theirs: 1.5 MiB more with the
+///   defaults.
 #[cfg(feature = "jemalloc")]
 pub const SETTING: (&str, &str) = (
     "_RJEM_MALLOC_CONF",
-    "background_thread:true,max_background_threads:1,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0",
+    "background_thread:true,max_background_threads:1,narenas:1,dirty_decay_ms:1000,\
+     muzzy_decay_ms:0,tcache_max:1024,lg_tcache_nslots_mul:-2",
 );
 
 /// The environment variable (name, value) the server re-executes itself with at start,
