@@ -4,6 +4,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(
+  # build: the server's allocator (jemalloc, crate tikv-jemalloc-sys) is C built by cc + make
+  gcc make libc6-dev
   # tier 1 (host): filesystems, loop devices, probing, benchmarks
   util-linux e2fsprogs xfsprogs btrfs-progs fio smartmontools kmod gdisk
   # tools the node agent drives (also used inside the tier-2 guest, which shares this root)
