@@ -393,6 +393,19 @@ impl EmbeddedStore {
         })
     }
 
+    pub(crate) async fn list_prefixed<K: Object>(
+        &self,
+        ns: Option<&str>,
+        prefix: &str,
+    ) -> Result<Vec<K>> {
+        let t = Target::of::<K>(Some(ns.unwrap_or("")));
+        let (t2, p) = (t.clone(), prefix.to_owned());
+        self.blocking(&t, prefix, "list", move |inner| {
+            inner.list_prefixed_typed::<K>(&t2, &p)
+        })
+        .await
+    }
+
     pub(crate) async fn create<K: Object>(&self, ns: Option<&str>, obj: &K) -> Result<K> {
         let t = Target::of::<K>(Some(ns.unwrap_or("")));
         let name = obj.meta().name.clone().unwrap_or_default();
@@ -668,6 +681,30 @@ impl Inner {
             }
         }
         Ok((items, rv))
+    }
+
+    /// The objects of `t` whose name starts with `prefix`: one key range, nothing else read.
+    fn list_prefixed_typed<K: Object>(&self, t: &Target, prefix: &str) -> Result<Vec<K>> {
+        let be = |e: BackendError| t.backend(prefix, "list", e);
+        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
+        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
+        let start = t.key(prefix);
+        let (_, end) = t.range();
+        let mut items = Vec::new();
+        for entry in objects
+            .range(start.as_str()..end.as_str())
+            .map_err(|e| be(dbe(e)))?
+        {
+            let (key, bytes) = entry.map_err(|e| be(dbe(e)))?;
+            if !key.value().starts_with(start.as_str()) {
+                break;
+            }
+            items.push(
+                serde_json::from_slice(bytes.value())
+                    .map_err(|e| t.backend(prefix, "decode", e.into()))?,
+            );
+        }
+        Ok(items)
     }
 
     /// Events after `after` (at most [`WATCH_BATCH`]), the compaction mark and the current

@@ -283,6 +283,30 @@ impl<K: Object> Objects<K> {
         }
     }
 
+    /// The objects whose name starts with `prefix`, in name order. The embedded store reads
+    /// only those (one key range); Kubernetes has no such query, so there it is a full list,
+    /// filtered.
+    pub async fn list_prefixed(&self, prefix: &str) -> Result<Vec<K>> {
+        match &self.inner {
+            Inner::Embedded(s, ns) => s.list_prefixed::<K>(ns.as_deref(), prefix).await,
+            Inner::Kube(api) => {
+                let mut items: Vec<K> = kube_backend::list(api, &Selector::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .filter(|o| {
+                        o.meta()
+                            .name
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with(prefix))
+                    })
+                    .collect();
+                items.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+                Ok(items)
+            }
+        }
+    }
+
     /// Create `obj`; returns the stored object with server-assigned fields.
     pub async fn create(&self, obj: &K) -> Result<K> {
         match &self.inner {

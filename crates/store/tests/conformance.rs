@@ -38,6 +38,7 @@ macro_rules! conformance {
 
 conformance!(
     create_get_list,
+    list_by_name_prefix,
     label_selectors,
     conflict_on_stale_version,
     status_write_does_not_touch_spec,
@@ -181,6 +182,41 @@ async fn label_selectors(mk: fn(u64) -> Fixture) {
             "{sent:?}"
         );
     }
+    f.assert_clean();
+}
+
+async fn list_by_name_prefix(mk: fn(u64) -> Fixture) {
+    let f = mk(HISTORY);
+    let widgets = f.store.all::<Widget>();
+    for (i, n) in [
+        "vol-1-aaaa",
+        "vol-1-bbbb",
+        "vol-10-cccc",
+        "vol-1",
+        "vol-2-dddd",
+        "vom-1-e",
+    ]
+    .iter()
+    .enumerate()
+    {
+        widgets.create(&widget(n, i as i64)).await.unwrap();
+    }
+    let got = |items: Vec<Widget>| -> Vec<String> {
+        items.into_iter().filter_map(|w| w.metadata.name).collect()
+    };
+    assert_eq!(
+        got(widgets.list_prefixed("vol-1-").await.unwrap()),
+        ["vol-1-aaaa", "vol-1-bbbb"]
+    );
+    assert_eq!(
+        got(widgets.list_prefixed("vol-1").await.unwrap()),
+        ["vol-1", "vol-1-aaaa", "vol-1-bbbb", "vol-10-cccc"]
+    );
+    assert!(widgets.list_prefixed("vol-3").await.unwrap().is_empty());
+    assert_eq!(widgets.list_prefixed("").await.unwrap().len(), 6);
+    // the objects are whole (spec and all)
+    let one = widgets.list_prefixed("vol-2").await.unwrap();
+    assert_eq!(one[0].spec.value, 4);
     f.assert_clean();
 }
 

@@ -318,11 +318,13 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
         else {
             return Ok(Action::await_change());
         };
-        let all = replicas_api
-            .list(&Default::default())
-            .await
-            .ctx("list", "LocalVolumeReplica", "*")?
-            .items;
+        // Replicas are named `<volume>-<suffix>` (CreateReplicas below, their only maker):
+        // read just those, not every replica of the cluster on every step.
+        let all = replicas_api.list_prefixed(&format!("{name}-")).await.ctx(
+            "list",
+            "LocalVolumeReplica",
+            &name,
+        )?;
         let mine: Vec<&LocalVolumeReplica> = replicas_of(&all, &name).collect();
 
         // Live QoS changes follow the volume. An empty QoS is no QoS. Both fields are
@@ -382,6 +384,7 @@ pub async fn reconcile_volume(obj: Arc<LocalVolume>, ctx: Arc<ClusterCtx>) -> Re
             VolumeStep::CreateReplicas(nodes) => {
                 let config = lv.spec.config.clone().unwrap_or_default();
                 for node in nodes {
+                    // The name's prefix is how this controller finds a volume's replicas.
                     let replica = LocalVolumeReplica::new(
                         &format!("{name}-{}", random_suffix()),
                         LocalVolumeReplicaSpec {
