@@ -47,6 +47,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -628,8 +629,16 @@ impl Inner {
             .map_err(|e| be(e.into()))
     }
 
-    fn list_raw(&self, t: &Target, selector: &Selector) -> Result<(Vec<Value>, u64)> {
-        let be = |e: BackendError| t.backend("", "list", e);
+    /// Walk the objects of `t` in key order from the key of name `from` (`""`: all of them),
+    /// in one read snapshot, until `each` says stop; returns the store's version of that
+    /// snapshot. `each` gets the object's key and bytes.
+    fn scan(
+        &self,
+        t: &Target,
+        from: &str,
+        mut each: impl FnMut(&str, &[u8]) -> Result<ControlFlow<()>>,
+    ) -> Result<u64> {
+        let be = |e: BackendError| t.backend(from, "list", e);
         let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
         let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
         let meta = txn.open_table(META).map_err(|e| be(dbe(e)))?;
@@ -639,71 +648,62 @@ impl Inner {
             .map(|v| v.value())
             .unwrap_or(0);
         let (start, end) = t.range();
-        let mut items = Vec::new();
+        let start = if from.is_empty() { start } else { t.key(from) };
         for entry in objects
             .range(start.as_str()..end.as_str())
             .map_err(|e| be(dbe(e)))?
         {
-            let (_, bytes) = entry.map_err(|e| be(dbe(e)))?;
-            let value: Value = serde_json::from_slice(bytes.value()).map_err(|e| be(e.into()))?;
+            let (key, bytes) = entry.map_err(|e| be(dbe(e)))?;
+            if each(key.value(), bytes.value())?.is_break() {
+                break;
+            }
+        }
+        Ok(rv)
+    }
+
+    fn list_raw(&self, t: &Target, selector: &Selector) -> Result<(Vec<Value>, u64)> {
+        let mut items = Vec::new();
+        let rv = self.scan(t, "", |_, bytes| {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| t.backend("", "list", BackendError::from(e)))?;
             if selector.matches(&labels(&value)) {
                 items.push(value);
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok((items, rv))
     }
 
     /// [`Self::list_raw`] decoded straight into `K` (no intermediate JSON tree: listing is
     /// the hot read of every reconciler).
     fn list_typed<K: Object>(&self, t: &Target, selector: &Selector) -> Result<(Vec<K>, u64)> {
-        let be = |e: BackendError| t.backend("", "list", e);
-        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
-        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
-        let meta = txn.open_table(META).map_err(|e| be(dbe(e)))?;
-        let rv = meta
-            .get(META_RV)
-            .map_err(|e| be(dbe(e)))?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        let (start, end) = t.range();
         let all = selector.selects_all();
         let no_labels = BTreeMap::new();
         let mut items = Vec::new();
-        for entry in objects
-            .range(start.as_str()..end.as_str())
-            .map_err(|e| be(dbe(e)))?
-        {
-            let (_, bytes) = entry.map_err(|e| be(dbe(e)))?;
-            let obj: K = serde_json::from_slice(bytes.value())
-                .map_err(|e| t.backend("", "decode", e.into()))?;
+        let rv = self.scan(t, "", |_, bytes| {
+            let obj: K =
+                serde_json::from_slice(bytes).map_err(|e| t.backend("", "decode", e.into()))?;
             if all || selector.matches(obj.meta().labels.as_ref().unwrap_or(&no_labels)) {
                 items.push(obj);
             }
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok((items, rv))
     }
 
     /// The objects of `t` whose name starts with `prefix`: one key range, nothing else read.
     fn list_prefixed_typed<K: Object>(&self, t: &Target, prefix: &str) -> Result<Vec<K>> {
-        let be = |e: BackendError| t.backend(prefix, "list", e);
-        let txn = self.db.begin_read().map_err(|e| be(dbe(e)))?;
-        let objects = txn.open_table(OBJECTS).map_err(|e| be(dbe(e)))?;
         let start = t.key(prefix);
-        let (_, end) = t.range();
         let mut items = Vec::new();
-        for entry in objects
-            .range(start.as_str()..end.as_str())
-            .map_err(|e| be(dbe(e)))?
-        {
-            let (key, bytes) = entry.map_err(|e| be(dbe(e)))?;
-            if !key.value().starts_with(start.as_str()) {
-                break;
+        self.scan(t, prefix, |key, bytes| {
+            if !key.starts_with(start.as_str()) {
+                return Ok(ControlFlow::Break(()));
             }
             items.push(
-                serde_json::from_slice(bytes.value())
-                    .map_err(|e| t.backend(prefix, "decode", e.into()))?,
+                serde_json::from_slice(bytes).map_err(|e| t.backend(prefix, "decode", e.into()))?,
             );
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(items)
     }
 
