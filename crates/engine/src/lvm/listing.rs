@@ -86,6 +86,36 @@ impl<T> Listing<T> {
     }
 }
 
+/// The rows of the listing in `slot` if it is usable at `generation` and `max_age`, else
+/// the rows `read` returns, kept in the slot (a failed read empties it). The flag says
+/// whether `read` ran.
+async fn rows_of<T>(
+    slot: &mut Option<Listing<T>>,
+    generation: u64,
+    max_age: Duration,
+    read: impl Future<Output = Result<Vec<T>>>,
+) -> Result<(Arc<Vec<T>>, bool)> {
+    if let Some(l) = slot.as_ref()
+        && l.usable(generation, max_age)
+    {
+        return Ok((l.rows.clone(), false));
+    }
+    let taken = Instant::now();
+    let rows = match read.await {
+        Ok(rows) => Arc::new(rows),
+        Err(e) => {
+            *slot = None;
+            return Err(e);
+        }
+    };
+    *slot = Some(Listing {
+        rows: rows.clone(),
+        generation,
+        taken,
+    });
+    Ok((rows, true))
+}
+
 /// A plain thick LV: its creation or removal changes no other row of the VG (a snapshot's
 /// would change its origin's attributes, a thin volume's its thin pool's usage).
 fn plain_thick(l: &LvReport) -> bool {
@@ -177,28 +207,17 @@ impl LvmEngine {
         let slot = self.lv_slot(pool);
         let mut listing = slot.lock().await;
         let generation = self.vg_generation(pool);
-        if let Some(l) = listing.as_ref()
-            && l.usable(generation, max_age)
-        {
-            return Ok(l.rows.clone());
-        }
-        let taken = Instant::now();
         let ctx = Context::pool(pool);
-        let rows = match self.run(op, ctx.clone(), self.lvm.lvs(Some(pool))).await {
-            Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e))?,
-            Err(Error::Command { source, .. }) if stderr_has(&source, "not found") => Vec::new(),
-            Err(e) => {
-                *listing = None;
-                return Err(e);
+        let read = async {
+            match self.run(op, ctx.clone(), self.lvm.lvs(Some(pool))).await {
+                Ok(out) => report::parse_lvs(&out).map_err(|e| parse_err(op, ctx, "lvs", e)),
+                Err(Error::Command { source, .. }) if stderr_has(&source, "not found") => {
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
             }
         };
-        let rows = Arc::new(rows);
-        *listing = Some(Listing {
-            rows: rows.clone(),
-            generation,
-            taken,
-        });
-        Ok(rows)
+        Ok(rows_of(&mut listing, generation, max_age, read).await?.0)
     }
 
     /// The LV `volume` of our VG `pool` from the VG's listing ([`Self::vg_lvs`]): `None` if
@@ -223,28 +242,11 @@ impl LvmEngine {
     ) -> Result<(Arc<Vec<VgReport>>, bool)> {
         let mut listing = self.vgs_listing.lock().await;
         let generation = self.generation();
-        if let Some(l) = listing.as_ref()
-            && l.usable(generation, max_age)
-        {
-            return Ok((l.rows.clone(), false));
-        }
-        let taken = Instant::now();
-        let out = match self.run(op, Context::default(), self.lvm.vgs(None)).await {
-            Ok(out) => out,
-            Err(e) => {
-                *listing = None;
-                return Err(e);
-            }
+        let read = async {
+            let out = self.run(op, Context::default(), self.lvm.vgs(None)).await?;
+            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::default(), "vgs", e))
         };
-        let rows = Arc::new(
-            report::parse_vgs(&out).map_err(|e| parse_err(op, Context::default(), "vgs", e))?,
-        );
-        *listing = Some(Listing {
-            rows: rows.clone(),
-            generation,
-            taken,
-        });
-        Ok((rows, true))
+        rows_of(&mut listing, generation, max_age, read).await
     }
 
     /// Every PV (in a VG or not) from a `pvs` no older than `max_age` that accounts for all
@@ -256,28 +258,11 @@ impl LvmEngine {
     ) -> Result<Arc<Vec<PvReport>>> {
         let mut listing = self.pvs_listing.lock().await;
         let generation = self.generation();
-        if let Some(l) = listing.as_ref()
-            && l.usable(generation, max_age)
-        {
-            return Ok(l.rows.clone());
-        }
-        let taken = Instant::now();
-        let out = match self.run(op, Context::default(), self.lvm.pvs()).await {
-            Ok(out) => out,
-            Err(e) => {
-                *listing = None;
-                return Err(e);
-            }
+        let read = async {
+            let out = self.run(op, Context::default(), self.lvm.pvs()).await?;
+            report::parse_pvs(&out).map_err(|e| parse_err(op, Context::default(), "pvs", e))
         };
-        let rows = Arc::new(
-            report::parse_pvs(&out).map_err(|e| parse_err(op, Context::default(), "pvs", e))?,
-        );
-        *listing = Some(Listing {
-            rows: rows.clone(),
-            generation,
-            taken,
-        });
-        Ok(rows)
+        Ok(rows_of(&mut listing, generation, max_age, read).await?.0)
     }
 
     /// After a command of ours on VG `pool` that started at `before` and the read-back of
