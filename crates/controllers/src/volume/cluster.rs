@@ -632,15 +632,16 @@ async fn allocate_from(ctx: &ClusterCtx, name: &str, reuse: bool) -> Result<()> 
         .get(name)
         .await
         .ctx("get", "LocalVolume", name)?;
-    if !(reuse && guard.as_ref().is_some_and(Listing::fresh)) {
-        // Decided, not yet written: counted as written. Copied *before* the store is listed:
-        // a placement whose write is acknowledged in between is then in the listing (and
-        // maybe also in the copy, with the same config); copied after, it could be in neither.
-        let pending = ctx.pending().clone();
-        *guard = Some(Listing::take(&ctx.store, &pending).await?);
-    }
-    let Some(listing) = guard.as_mut() else {
-        unreachable!("listing taken above");
+    let listing = match guard.take().filter(|l| reuse && l.fresh()) {
+        Some(kept) => guard.insert(kept),
+        None => {
+            // Decided, not yet written: counted as written. Copied *before* the store is
+            // listed: a placement whose write is acknowledged in between is then in the
+            // listing (and maybe also in the copy, with the same config); copied after, it
+            // could be in neither.
+            let pending = ctx.pending().clone();
+            guard.insert(Listing::take(&ctx.store, &pending).await?)
+        }
     };
     let lsns = &listing.lsns;
     let volumes: Vec<&LocalVolume> = listing.volumes.values().collect();

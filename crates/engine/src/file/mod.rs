@@ -826,8 +826,9 @@ impl VolumeEngine for FileEngine {
             });
         }
         let size = round_up_to_extent(size_bytes, DEFAULT_EXTENT_BYTES);
-        let fresh = Self::find_volume(&disks, volume).is_none();
-        if let Some((_, file)) = Self::find_volume(&disks, volume) {
+        let existing = Self::find_volume(&disks, volume);
+        let fresh = existing.is_none();
+        if let Some((_, file)) = existing {
             let have = std::fs::metadata(&file).map_err(io(OP, &ctx, &file))?.len();
             if have < size {
                 return Err(Error::Conflict {
